@@ -1,0 +1,5 @@
+"""``python -m sciml`` (also what ``torchrun -m sciml train`` runs)."""
+
+from sciml.cli import main
+
+raise SystemExit(main())
