@@ -15,6 +15,7 @@ from sciml.errors import SciMLError
 COMMANDS: dict[str, str] = {
     "data": "sciml.cli.data",
     "quickstart": "sciml.cli.quickstart",
+    "wrf": "sciml.cli.wrf",
 }
 
 
