@@ -4,9 +4,10 @@ The engine (``sciml train CONFIG.yaml``) owns the loop: devices, DDP, AMP, optim
 clipping, checkpoints, exact resume, NaN handling, logging and plots. A *task* owns everything specific to a model
 family: its config sections, data, model, loss and metrics.
 
-A YAML config has the top-level keys ``task`` (a name in :data:`TASKS`), ``data`` and ``model`` (validated by the
-task against :attr:`Task.data_defaults` / :attr:`Task.model_defaults`: unknown keys are an error) plus the engine's
-own sections.
+A YAML config has the top-level keys ``task`` (a name in :data:`TASKS`, or ``"package.module:Class"``), ``data``,
+``model`` and ``loss`` (validated against :attr:`Task.data_defaults` / :attr:`Task.model_defaults` /
+:attr:`Task.loss_defaults`: unknown keys and wrong types are an error) plus the engine's own sections (see
+``sciml/training/config.py`` and ``docs/training.md``).
 """
 
 from __future__ import annotations
@@ -20,25 +21,41 @@ import torch
 from torch import nn
 
 #: task name -> "module:Class"
-TASKS: dict[str, str] = {}
+TASKS: dict[str, str] = {
+    "mskf": "sciml.mskf.task:MSKFTask",
+}
 
 
 def get_task_class(name: str) -> type[Task]:
-    """Resolve a task name from the config to its class."""
+    """Resolve a task name from the config (a key of :data:`TASKS` or ``"module:Class"``) to its class."""
     from sciml.errors import ConfigError
 
-    if name not in TASKS:
-        raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS)) or 'none'}")
-    module, cls = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    if name in TASKS:
+        target = TASKS[name]
+    elif ":" in name:  # a user's own Task subclass, "package.module:Class"
+        target = name
+    else:
+        raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS)) or 'none'} "
+                          "(or give 'package.module:Class')")
+    module, cls = target.split(":")
+    try:
+        task_cls = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"task {name!r}: cannot import {target}: {exc}") from None
+    if not (isinstance(task_cls, type) and issubclass(task_cls, Task)):
+        raise ConfigError(f"task {name!r}: {target} is not a sciml.training.task.Task subclass")
+    return task_cls
 
 
 class ResumableBatchSampler(ABC):
     """Yields lists of dataset indices; deterministic given (seed, epoch, rank, world_size).
 
-    ``state_dict`` / ``load_state_dict`` carry the epoch and how many batches of it were already consumed, so a
-    resumed run sees exactly the batches an uninterrupted one would. Under DDP every rank yields the same number of
-    batches per epoch.
+    Under DDP every training rank must yield the same number of batches per epoch (the engine checks it).
+
+    Resuming: the engine itself records the epoch and how many batches of it were trained on (DataLoader workers
+    prefetch, so a sampler's own count runs ahead) and resumes by ``set_epoch(epoch)`` and dropping the first
+    batches of ``__iter__`` (index lists only, no data is read). So ``__iter__`` must be a pure function of
+    (seed, epoch, rank, world_size) and ``set_epoch``; ``state_dict`` is stored in checkpoints for the record.
     """
 
     @abstractmethod
@@ -50,11 +67,12 @@ class ResumableBatchSampler(ABC):
     @abstractmethod
     def __len__(self) -> int: ...
 
-    @abstractmethod
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """Primitives/tensors describing the sampler (stored in checkpoints; not needed to resume)."""
+        return {}
 
-    @abstractmethod
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Counterpart of :meth:`state_dict` (the engine does not call it; resume goes through ``set_epoch``)."""
 
 
 class Task(ABC):
@@ -67,6 +85,8 @@ class Task(ABC):
     model_defaults: ClassVar[dict[str, Any]]
     #: allowed keys of the ``loss`` section and their defaults
     loss_defaults: ClassVar[dict[str, Any]] = {}
+    #: run validation with autograd enabled (e.g. forces as -dE/dx); otherwise under ``torch.no_grad()``
+    eval_requires_grad: ClassVar[bool] = False
 
     def __init__(self, data: dict[str, Any], model: dict[str, Any], loss: dict[str, Any]):
         self.data_cfg, self.model_cfg, self.loss_cfg = data, model, loss
@@ -94,7 +114,11 @@ class Task(ABC):
     # -- objective ----------------------------------------------------------------------------------------
     @abstractmethod
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Scalar loss to minimise and detached per-batch metrics (summed quantities + counts, see below)."""
+        """Scalar loss to minimise and detached per-batch metrics (summed quantities + counts, see below).
+
+        ``model`` may be wrapped in DistributedDataParallel during training: call it (``model(...)``) rather than
+        its methods, and reach attributes through ``getattr(model, "module", model)``. The engine wraps the call in
+        bf16 autocast when AMP is on (CUDA only)."""
 
     @abstractmethod
     def reduce_metrics(self, sums: dict[str, float]) -> dict[str, float]:
