@@ -1,0 +1,115 @@
+"""NumPy-in / NumPy-out MSKF hook for one WRF tile in WRF memory order (i, k, j).
+
+Usage (e.g. from a CFFI-embedded Python called by WRF's cumulus driver, see docs/wrf_coupling.md)::
+
+    from sciml.coupling import MSKFSurrogate
+    mskf = MSKFSurrogate.from_checkpoint("examples/pretrained/mskf-bilstm.pt")
+    out = mskf.step(state, dt=45.0, cudt=0.0)
+    out["rthcuten"]   # (ni, nk, nj) Fortran-ordered, K s-1
+
+Copies: every input is read through a strided view (Fortran-ordered inputs need no reordering) and gathered once
+into the network's column batch; the outputs are Fortran-ordered views into one result block, so writing them back
+into WRF's arrays is one ``np.copyto`` each (or pass ``out=`` arrays to :meth:`MSKFSurrogate.step`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from models.mskf_bilstm import TENDENCIES, MSKFBiLSTM
+from sciml.coupling.tile import TILE_COLUMN, TILE_PROFILES, TILE_SURFACE, MSKFTile
+from sciml.errors import DataError
+
+#: hook state keys for the held tendencies (lower-case WRF names)
+HELD: tuple[str, ...] = tuple(name.lower() for name in TENDENCIES)
+#: state keys that may be omitted: previous-call NCA, PRATEC and held tendencies (default: nothing held)
+OPTIONAL: tuple[str, ...] = ("nca", "pratec", *HELD)
+
+
+def w0avg_length(dt: float, cudt: float) -> float:
+    """MSKF's W0AVG averaging length TST = 2 * max(1, nint(cudt * 60 / dt)) calls (``cudt`` in minutes, ``dt`` s)."""
+    return float(2 * max(1, int(round(cudt * 60.0 / dt))))
+
+
+class MSKFSurrogate:
+    """The MSKF surrogate as a WRF tile hook; see :meth:`step`."""
+
+    def __init__(self, model: MSKFBiLSTM, device: str | torch.device = "cpu", threads: int | None = None):
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        self.device = torch.device(device)
+        self.tile = MSKFTile(model.eval()).to(self.device).eval()
+        self.n_levels = self.tile.n_levels
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
+                        threads: int | None = None) -> MSKFSurrogate:
+        """Load a trained surrogate (``sciml train`` checkpoint or ``examples/pretrained/mskf-bilstm.pt``)."""
+        from sciml.mskf.checkpoint import load_mskf_model
+
+        return cls(load_mskf_model(path), device=device, threads=threads)
+
+    @torch.inference_mode()
+    def step(self, state: Mapping[str, np.ndarray], *, dt: float, cudt: float = 0.0,
+             out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """One MSKF call on a tile.
+
+        ``state``: 3-D arrays (ni, nk, nj) ``u, v, t, qv, p, th, dz8w, rho, pi, w0avg`` and optionally the held
+        tendencies ``rthcuten ... rqscuten``; ``w`` (ni, nk+1, nj); 2-D arrays (ni, nj) ``hfx, ust, pblh`` and
+        optionally ``nca`` (s) and ``pratec`` (mm s-1) as WRF holds them before the call. Units as MSKF (K, Pa,
+        kg kg-1, m s-1, W m-2, m). ``dt`` (s), ``cudt`` (min, the namelist value).
+
+        Returns (ni, nk, nj) ``rthcuten ... rqscuten`` and ``w0avg``, and (ni, nj) ``pratec`` (mm s-1), ``raincv``
+        (mm), ``nca`` (s), ``trigger_prob``: float32, Fortran-ordered. With ``out`` (same keys), results are also
+        copied into those arrays (e.g. WRF's own buffers) and those arrays are returned.
+        """
+        ni, nk, nj = self._shape(state)
+        f32 = np.float32
+        prof = np.empty((ni, nk, nj, len(TILE_PROFILES)), dtype=f32, order="F")
+        for c, name in enumerate(TILE_PROFILES):
+            prof[..., c] = state[name]
+        sfc = np.zeros((ni, nj, len(TILE_SURFACE)), dtype=f32, order="F")
+        for c, name in enumerate(TILE_SURFACE):
+            if name in state:
+                sfc[..., c] = state[name]
+        held = np.zeros((ni, nk, nj, len(HELD)), dtype=f32, order="F")
+        if "nca" in state:
+            for c, name in enumerate(HELD):
+                if name in state:
+                    held[..., c] = state[name]
+        params = torch.tensor([dt, w0avg_length(dt, cudt)], dtype=torch.float32)
+        w = torch.from_numpy(np.asarray(state["w"], dtype=f32))
+        tend, col, w0avg = self.tile(*(t.to(self.device) for t in (
+            torch.from_numpy(prof), w, torch.from_numpy(sfc), torch.from_numpy(held), params)))
+        tend, col, w0avg = tend.cpu().numpy(), col.cpu().numpy(), w0avg.cpu().numpy()
+        result = {name: tend[..., c] for c, name in enumerate(HELD)}
+        result.update({name: col[..., c] for c, name in enumerate(TILE_COLUMN)})
+        result["w0avg"] = w0avg
+        if out is not None:
+            for name, target in out.items():
+                np.copyto(target, result[name])
+                result[name] = target
+        return result
+
+    def _shape(self, state: Mapping[str, np.ndarray]) -> tuple[int, int, int]:
+        required = [*TILE_PROFILES, "w", "hfx", "ust", "pblh"]
+        missing = [k for k in required if k not in state]
+        if missing:
+            raise DataError(f"MSKF hook: state lacks {', '.join(missing)}")
+        ni, nk, nj = np.shape(state["t"])
+        if nk != self.n_levels:
+            raise DataError(f"MSKF hook: the tile has {nk} levels but the surrogate was trained on {self.n_levels}; "
+                            "it only applies to its training vertical grid")
+        for name in [*TILE_PROFILES, *HELD]:
+            if name in state and np.shape(state[name]) != (ni, nk, nj):
+                raise DataError(f"MSKF hook: {name} has shape {np.shape(state[name])}, expected {(ni, nk, nj)}")
+        if np.shape(state["w"]) != (ni, nk + 1, nj):
+            raise DataError(f"MSKF hook: w has shape {np.shape(state['w'])}, expected {(ni, nk + 1, nj)}")
+        for name in ("hfx", "ust", "pblh", "nca", "pratec"):
+            if name in state and np.shape(state[name]) != (ni, nj):
+                raise DataError(f"MSKF hook: {name} has shape {np.shape(state[name])}, expected {(ni, nj)}")
+        return ni, nk, nj

@@ -1,0 +1,1 @@
+"""MSKF convection surrogate: training task, offline inference, evaluation and export."""
