@@ -1,0 +1,1 @@
+"""Building blocks of the TDN interatomic potential (models/tdn_potential.py)."""
