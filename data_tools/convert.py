@@ -1,0 +1,260 @@
+"""``sciml data convert``: stream input files into sciml HDF5 shards (format detection, sharding, workers,
+validation, progress bar). Output naming: without ``shard_size`` and with one worker a single file ``OUT.h5``;
+otherwise ``OUT_0000.h5, OUT_0001.h5, ...``, shards never spanning two inputs and numbered in input order (the
+result does not depend on ``workers``). All shards are staged in a hidden ``.tmp-*`` folder beside the output and
+moved to their final names only when every input converted, so an interrupted run leaves no final-looking file."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from data_tools.writer import AtomsWriter, Frame, validate_frame
+from sciml.errors import DataError
+from sciml.utils.atomic import atomic_path
+
+SOURCES = {"ase": "data_tools.sources.ase_files", "oc20-extxyz": "data_tools.sources.oc20_extxyz",
+           "oc20-lmdb": "data_tools.sources.oc20_lmdb", "pubchemqcr": "data_tools.sources.pubchemqcr"}
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Conversion settings (see ``sciml data convert --help``)."""
+
+    fmt: str = "auto"
+    shard_size: int | None = None
+    workers: int = 1
+    skip_invalid: bool = False
+    group_by: str = "frame"
+    adsorption_energy: bool = False
+    energy_convention: str = "referenced"
+    stages: tuple[str, ...] = ("DFT_1st",)
+    ref_energies: Path | None = None
+    progress: bool = True
+
+
+@dataclass
+class ConvertResult:
+    outputs: list[Path]
+    fmt: str
+    n_frames: int
+    n_atoms: int
+    n_skipped: int
+    seconds: float
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        rate = self.n_frames / self.seconds if self.seconds > 0 else float("inf")
+        lines = [f"converted {self.n_frames} frames ({self.n_atoms} atoms, format {self.fmt}) in {self.seconds:.1f} s "
+                 f"({rate:.0f} frames/s) -> {len(self.outputs)} file(s): "
+                 + ", ".join(str(p) for p in self.outputs[:4]) + (" ..." if len(self.outputs) > 4 else "")]
+        if self.n_skipped:
+            lines.append(f"skipped {self.n_skipped} invalid frames: "
+                         + "; ".join(f"{n} x {r}" for r, n in sorted(self.skipped_reasons.items())))
+        return "\n".join(lines)
+
+
+def detect_format(path: Path) -> str:
+    """Guess the input format of ``path`` (see module docstring of each source)."""
+    from data_tools.sources.ase_files import is_extxyz
+
+    if path.suffix == ".lmdb" or (path.is_dir() and (path / "data.mdb").exists()):
+        from data_tools.sources.lmdb_io import first_value
+
+        value = first_value(path)
+        return "pubchemqcr" if value[:2] == b"\x1f\x8b" else "oc20-lmdb"
+    if is_extxyz(path):
+        from data_tools.sources.oc20_extxyz import sidecar
+
+        return "oc20-extxyz" if sidecar(path) is not None else "ase"
+    return "ase"
+
+
+def load_reference_energies(path: Path) -> dict[int, float]:
+    """Element reference energies {Z: eV} from JSON ``{"H": -13.6, ...}`` or an ASE file of isolated atoms."""
+    from ase.data import atomic_numbers
+
+    if path.suffix == ".json":
+        try:
+            raw = json.loads(path.read_text())
+            return {atomic_numbers[k] if isinstance(k, str) and not k.isdigit() else int(k): float(v)
+                    for k, v in raw.items()}
+        except (ValueError, KeyError) as exc:
+            raise DataError(f"{path}: reference energies must be JSON {{symbol: eV}}: {exc}") from None
+    from data_tools.sources.ase_files import atoms_to_frame, iter_atoms
+
+    refs = {}
+    for index, atoms in iter_atoms(path):
+        if isinstance(atoms, str) or len(atoms) != 1:
+            raise DataError(f"{path}: frame {index}: reference file must hold single isolated atoms")
+        energy = atoms_to_frame(atoms, 0, index).energy
+        if energy is None:
+            raise DataError(f"{path}: frame {index}: isolated atom without energy")
+        refs[int(atoms.numbers[0])] = energy
+    return refs
+
+
+class _ShardSink:
+    """Writes validated frames into staged shards ``<stage>/<prefix>_<part>.h5`` rolling over every ``shard_size``."""
+
+    def __init__(self, stage: Path, prefix: str, shard_size: int | None, meta: dict[str, Any]):
+        self.stage, self.prefix, self.shard_size, self.meta = stage, prefix, shard_size, meta
+        self.files: list[Path] = []
+        self.writer: AtomsWriter | None = None
+        self.n_frames = self.n_atoms = 0
+
+    def append(self, frame: Frame) -> None:
+        if self.writer is None:
+            path = self.stage / f"{self.prefix}_{len(self.files):06d}.h5"
+            self.writer = AtomsWriter(path, **self.meta)
+            self.files.append(path)
+        self.writer.append(frame)
+        if self.shard_size and self.writer.n_frames >= self.shard_size:
+            self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.n_frames += self.writer.n_frames
+            self.n_atoms += self.writer.n_atoms
+            self.writer.finish()
+            self.writer = None
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def _stream(path: Path, index: int, fmt: str, opts: ConvertOptions, sink: _ShardSink,
+            skipped: dict[str, int], position: int = 0) -> None:
+    source = importlib.import_module(SOURCES[fmt])
+    total = source.count(path)
+    bar = tqdm(total=total, desc=path.name[-30:], unit="frame", disable=not opts.progress, position=position,
+               leave=position == 0, mininterval=0.5, file=sys.stderr)
+    try:
+        for number, item in source.iter_frames(path, opts, index):
+            reason = item if isinstance(item, str) else validate_frame(item)
+            bar.update(1)
+            if reason is not None:
+                if not opts.skip_invalid:
+                    raise DataError(f"{path}: frame {number}: {reason} (use --skip-invalid to skip such frames)")
+                key = re.sub(r"[-+]?\d[\d.e+-]*", "N", reason)
+                skipped[key] = skipped.get(key, 0) + 1
+                continue
+            sink.append(item)
+    finally:
+        bar.close()
+
+
+def _convert_input(args: tuple) -> tuple[list[str], int, int, dict[str, int]]:
+    """Worker: convert one input into staged shards; returns (staged files, frames, atoms, skipped reasons)."""
+    path, index, fmt, opts, stage, meta = args
+    sink = _ShardSink(Path(stage), f"in{index:06d}", opts.shard_size, meta)
+    skipped: dict[str, int] = {}
+    try:
+        _stream(path, index, fmt, opts, sink, skipped, position=index if opts.workers > 1 else 0)
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    return [str(f) for f in sink.files], sink.n_frames, sink.n_atoms, skipped
+
+
+def _final_names(output: Path, n: int, single: bool) -> list[Path]:
+    if single:
+        return [output]
+    stem = output.name[:-3] if output.name.endswith(".h5") else output.name
+    return [output.with_name(f"{stem}_{i:04d}.h5") for i in range(n)]
+
+
+def _commit(staged: list[Path], finals: list[Path]) -> None:
+    for src, dst in zip(staged, finals):
+        with atomic_path(dst, suffix=".h5") as tmp:
+            os.replace(src, tmp)
+    if len(finals) > 1 or (finals and re.search(r"_\d{4}\.h5$", finals[0].name)):
+        stem = finals[0].name[:-8]
+        for old in finals[0].parent.glob(f"{stem}_[0-9][0-9][0-9][0-9].h5"):
+            if old not in finals:  # stale shard of an earlier, larger conversion
+                old.unlink()
+
+
+def convert(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, opts: ConvertOptions) -> ConvertResult:
+    """Convert ``inputs`` to sciml HDF5 at ``output`` (see module docstring for naming)."""
+    from sciml import __version__
+
+    t0 = time.perf_counter()
+    paths = [Path(p) for p in inputs]
+    for p in paths:
+        if not p.exists():
+            raise DataError(f"{p}: no such file")
+    output = Path(output)
+    if opts.fmt == "auto":
+        fmts = {p: detect_format(p) for p in paths}
+        if len(set(fmts.values())) > 1:
+            raise DataError("inputs have different formats: "
+                            + ", ".join(f"{p.name}={f}" for p, f in fmts.items()) + "; convert them separately")
+        fmt = fmts[paths[0]]
+        print(f"format: auto-detected {fmt}", file=sys.stderr)
+    else:
+        fmt = opts.fmt
+    if opts.shard_size is not None and opts.shard_size < 1:
+        raise DataError("--shard-size must be positive")
+    convention = {"oc20-extxyz": "referenced" if opts.adsorption_energy else "total",
+                  "oc20-lmdb": opts.energy_convention}.get(fmt, "total")
+    refs = load_reference_energies(opts.ref_energies) if opts.ref_energies else {}
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "progress"}
+    options["fmt"] = fmt
+    single = opts.shard_size is None and opts.workers <= 1
+    output.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".tmp-{output.name}-", dir=output.parent))
+    try:
+        def meta(srcs: list[Path]) -> dict[str, Any]:
+            prov = {"converter": f"sciml data convert --format {fmt}", "sciml_version": __version__,
+                    "sources": [{"path": str(s.resolve()), "bytes": s.stat().st_size if s.is_file() else None}
+                                for s in srcs], "options": options}
+            return {"energy_convention": convention, "provenance": prov, "element_reference_energies": refs}
+
+        skipped: dict[str, int] = {}
+        if single:
+            sink = _ShardSink(stage, "all", None, meta(paths))
+            try:
+                for i, p in enumerate(paths):
+                    _stream(p, i, fmt, opts, sink, skipped)
+                sink.close()
+            except BaseException:
+                sink.abort()
+                raise
+            staged, n_frames, n_atoms = sink.files, sink.n_frames, sink.n_atoms
+        else:
+            jobs = [(p, i, fmt, opts, str(stage), meta([p])) for i, p in enumerate(paths)]
+            if opts.workers > 1 and len(jobs) > 1:
+                ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+                with concurrent.futures.ProcessPoolExecutor(min(opts.workers, len(jobs)), mp_context=ctx) as pool:
+                    results = list(pool.map(_convert_input, jobs))
+            else:
+                results = [_convert_input(job) for job in jobs]
+            staged = [Path(f) for r in results for f in r[0]]
+            n_frames, n_atoms = sum(r[1] for r in results), sum(r[2] for r in results)
+            for r in results:
+                for k, v in r[3].items():
+                    skipped[k] = skipped.get(k, 0) + v
+        if not staged:
+            raise DataError("no valid frames in " + ", ".join(str(p) for p in paths))
+        finals = _final_names(output, len(staged), single)
+        _commit(staged, finals)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return ConvertResult(finals, fmt, n_frames, n_atoms, sum(skipped.values()), time.perf_counter() - t0, skipped)

@@ -1,0 +1,191 @@
+"""Map-style dataset over one or many sciml HDF5 shards, yielding ``torch_geometric.data.Data`` objects.
+
+Item fields (n = atoms of the frame): ``z`` long[n], ``pos`` float32[n,3] (Angstrom), ``forces`` float32[n,3]
+(eV/Angstrom, when stored), ``energy`` float64[1] (eV), ``cell`` float32[1,3,3] (Angstrom), ``pbc`` bool[1,3],
+``fixed`` bool[n], ``tags`` long[n], ``natoms`` long[1], ``group`` long[1], ``frame_id`` long[1]; when stored also
+``ref_energy`` float64[1] (eV), ``stress`` float32[1,6] (eV/Angstrom^3, Voigt), ``charge``/``spin``/``stage`` long[1].
+
+File handles are opened lazily per process (keyed on ``os.getpid()``) and dropped when pickled, so the dataset works
+with DataLoader workers (fork or spawn).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch_geometric.data import Batch, Data
+
+from data_tools.reader import ShardReader
+from sciml.errors import DataError
+
+PathsLike = str | os.PathLike | Sequence[str | os.PathLike]
+
+_LONG_FRAME = ("group", "frame_id", "charge", "spin", "stage")
+
+
+def resolve_paths(paths: PathsLike) -> tuple[list[Path], np.ndarray | None]:
+    """Expand ``paths`` (files, directories -> sorted ``*.h5``, glob patterns, or one split index ``*.idx.npz``)
+    into shard paths and, for an index file, the global frame indices it selects."""
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if len(items) == 1 and str(items[0]).endswith(".idx.npz"):
+        from data_tools.splits import load_index
+
+        return load_index(Path(items[0]))
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(p.glob("*.h5"))
+            if not found:
+                raise DataError(f"{p}: directory contains no .h5 shards")
+            out.extend(found)
+        elif any(ch in str(item) for ch in "*?[") and not p.exists():
+            found = sorted(Path(x) for x in glob.glob(str(item)))
+            if not found:
+                raise DataError(f"{item}: pattern matches no files")
+            out.extend(found)
+        else:
+            out.append(p)
+    if not out:
+        raise DataError("no data files given")
+    return out, None
+
+
+class AtomsDataset(torch.utils.data.Dataset):
+    """Frames of ``paths`` (see :func:`resolve_paths`) in shard order, optionally restricted to ``indices``
+    (global frame numbers over the concatenated shards).
+
+    Attributes held in RAM: ``natoms`` and ``groups`` (int64 [len]), ``shard_paths``, ``energy_convention``,
+    ``element_reference_energies`` ({Z: eV}), ``elements``.
+    """
+
+    def __init__(self, paths: PathsLike, indices: Sequence[int] | np.ndarray | None = None,
+                 block_frames: int = 256):
+        self.shard_paths, file_indices = resolve_paths(paths)
+        if indices is None:
+            indices = file_indices
+        elif file_indices is not None:
+            indices = file_indices[np.asarray(indices, dtype=np.int64)]
+        natoms, groups, counts, conventions, refs, elements = [], [], [], set(), None, set()
+        for path in self.shard_paths:
+            with ShardReader(path) as r:
+                natoms.append(r.natoms)
+                groups.append(r.column("group").astype(np.int64))
+                counts.append(r.n_frames)
+                conventions.add(r.energy_convention)
+                elements.update(r.elements)
+                shard_refs = r.element_reference_energies
+                if refs is not None and shard_refs and refs and shard_refs != refs:
+                    raise DataError(f"{path}: element reference energies differ from {self.shard_paths[0]}")
+                refs = refs or shard_refs
+        if len(conventions) > 1:
+            raise DataError(f"shards mix energy conventions {sorted(conventions)}: {self.shard_paths}")
+        self.energy_convention = conventions.pop()
+        self.element_reference_energies: dict[int, float] = refs or {}
+        self.elements = sorted(elements)
+        self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        total = int(self._starts[-1])
+        if indices is None:
+            self.indices = np.arange(total, dtype=np.int64)
+        else:
+            self.indices = np.asarray(indices, dtype=np.int64)
+            if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= total):
+                raise DataError(f"frame indices outside 0..{total - 1} for shards {self.shard_paths}")
+        all_natoms, all_groups = np.concatenate(natoms), np.concatenate(groups)
+        self.natoms = all_natoms[self.indices]
+        self.groups = all_groups[self.indices]
+        self.block_frames = int(block_frames)
+        self._readers: dict[int, ShardReader] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_readers"] = {}
+        return state
+
+    def _reader(self, shard: int) -> ShardReader:
+        if self._pid != os.getpid():  # forked worker: never reuse the parent's HDF5 handles
+            self._readers, self._pid = {}, os.getpid()
+        reader = self._readers.get(shard)
+        if reader is None:
+            reader = self._readers[shard] = ShardReader(self.shard_paths[shard])
+        return reader
+
+    def locate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(shard number, frame within shard) of dataset positions ``idx``."""
+        g = self.indices[idx]
+        shard = np.searchsorted(self._starts, g, side="right") - 1
+        return shard, g - self._starts[shard]
+
+    def __getitem__(self, idx: int) -> Data:
+        if not -len(self) <= idx < len(self):
+            raise IndexError(f"index {idx} out of range for a dataset of {len(self)} frames")
+        return self.__getitems__([idx % len(self)])[0]
+
+    def __getitems__(self, idx: Sequence[int]) -> list[Data]:
+        """Frames at positions ``idx`` (any order). Frames of the same shard within ``block_frames`` of each other
+        are read with one slice per array, so block-shuffled batches cost a few reads each."""
+        idx = np.asarray(idx, dtype=np.int64)
+        shard, local = self.locate(idx)
+        order = np.lexsort((local, shard))
+        out: list[Data | None] = [None] * len(idx)
+        i = 0
+        while i < len(order):
+            s, lo = shard[order[i]], local[order[i]]
+            j = i + 1
+            while j < len(order) and shard[order[j]] == s and local[order[j]] - lo < self.block_frames:
+                j += 1
+            hi = int(local[order[j - 1]]) + 1
+            block = self._reader(int(s)).read_range(int(lo), hi)
+            for k in order[i:j]:
+                out[k] = frame_to_data(block, int(local[k] - lo))
+            i = j
+        return out  # type: ignore[return-value]
+
+    def read_block(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Raw numpy arrays of dataset positions ``start:stop`` when they are consecutive frames of one shard
+        (the fast path: one slice per array); see :meth:`ShardReader.read_range` for the keys."""
+        shard, local = self.locate(np.arange(start, stop))
+        if (shard != shard[0]).any() or (np.diff(local) != 1).any():
+            raise ValueError(f"positions {start}:{stop} are not consecutive frames of one shard")
+        return self._reader(int(shard[0])).read_range(int(local[0]), int(local[-1]) + 1)
+
+
+def frame_to_data(block: dict[str, np.ndarray], k: int) -> Data:
+    """Frame ``k`` of a block from :meth:`ShardReader.read_range` as a ``Data`` object (dtypes: module docstring)."""
+    a, b = int(block["offsets"][k]), int(block["offsets"][k + 1])
+    t = torch.from_numpy
+    fields: dict[str, torch.Tensor] = {
+        "z": t(block["numbers"][a:b].astype(np.int64)),
+        "pos": t(block["positions"][a:b]),
+        "energy": t(block["energy"][k:k + 1]),
+        "cell": t(block["cell"][k:k + 1].astype(np.float32)),
+        "pbc": t(block["pbc"][k:k + 1].astype(bool)),
+        "fixed": t(block["fixed"][a:b].astype(bool)),
+        "tags": t(block["tags"][a:b].astype(np.int64)),
+        "natoms": torch.tensor([b - a], dtype=torch.long),
+    }
+    if "forces" in block:
+        fields["forces"] = t(block["forces"][a:b])
+    for name in _LONG_FRAME:
+        if name in block:
+            fields[name] = t(block[name][k:k + 1].astype(np.int64))
+    if "ref_energy" in block:
+        fields["ref_energy"] = t(block["ref_energy"][k:k + 1])
+    if "stress" in block:
+        fields["stress"] = t(block["stress"][k:k + 1].astype(np.float32))
+    return Data(**fields)
+
+
+def collate_atoms(items: list[Data]) -> Batch:
+    """Collate dataset items into one ``torch_geometric`` Batch (``batch`` vector maps atoms to frames)."""
+    return Batch.from_data_list(items)
