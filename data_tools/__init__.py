@@ -1,6 +1,21 @@
-"""Atomistic data in the sciml HDF5 format: converters, reader, dataset, samplers, splits (docs/data_format.md)."""
+"""Data tools: atomistic HDF5 format and converters (issue 2), WRF reader and column datasets (issue 5).
 
-from data_tools.dataset import AtomsDataset, collate_atoms
-from data_tools.sampler import BlockShuffleBatchSampler
+Atomistic API (docs/data_format.md): ``AtomsDataset``, ``BlockShuffleBatchSampler``, ``collate_atoms`` (imported
+lazily so ``data_tools.wrf`` does not pull in torch_geometric).
+"""
 
-__all__ = ["AtomsDataset", "BlockShuffleBatchSampler", "collate_atoms"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {"AtomsDataset": "data_tools.dataset", "collate_atoms": "data_tools.dataset",
+         "BlockShuffleBatchSampler": "data_tools.sampler"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'data_tools' has no attribute {name!r}")
