@@ -15,6 +15,7 @@ from sciml.errors import SciMLError
 COMMANDS: dict[str, str] = {
     "data": "sciml.cli.data",
     "quickstart": "sciml.cli.quickstart",
+    "tdn": "sciml.cli.tdn",
     "wrf": "sciml.cli.wrf",
 }
 

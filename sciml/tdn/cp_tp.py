@@ -1,0 +1,108 @@
+"""CPTensorProduct: the CG tensor product of TDN, with the CG tensor replaced by its CP factors."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sciml.tdn.cg import check_parity, num_components, paths
+from sciml.tdn.factors import CPFactors, resolve_rank
+
+WEIGHT_MODES = ("shared", "per_path")
+
+
+def check_weights(weights: str) -> str:
+    """Return ``weights`` if it is ``"shared"`` or ``"per_path"``, else raise ValueError."""
+    if weights not in WEIGHT_MODES:
+        raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
+    return weights
+
+
+def cp_product(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
+               fout: torch.Tensor) -> torch.Tensor:
+    """Three-matmul CP product with path-shared weights (plain torch; differentiable to any order).
+
+    x [E, d, C], y [E, d], w [E, C], factors [d, R] -> out[e, k, c] = sum_r fout[k, r] (x[e] fx)[r, c] (y[e] fy)[r] w[e, c].
+    """
+    xa = torch.matmul(x.transpose(1, 2), fx)  # [E, C, R]
+    yb = torch.matmul(y, fy)  # [E, R]
+    h = xa * yb.unsqueeze(1)
+    out = torch.matmul(h, fout.t())  # [E, C, d]
+    return (out * w.unsqueeze(2)).transpose(1, 2)
+
+
+def cp_product_per_path(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
+                        fout: torch.Tensor, path_index: torch.Tensor) -> torch.Tensor:
+    """CP product with one weight per path and channel: w [E, P, C]; term r is weighted by w[:, path_index[r], :]."""
+    xa = torch.matmul(x.transpose(1, 2), fx)  # [E, C, R]
+    yb = torch.matmul(y, fy)  # [E, R]
+    h = xa * yb.unsqueeze(1) * w.index_select(1, path_index).transpose(1, 2)
+    return torch.matmul(h, fout.t()).transpose(1, 2)
+
+
+class CPTensorProduct(nn.Module):
+    """Path-weight-shared tensor product of features and spherical harmonics through a rank-R CP of the CG tensor.
+
+    forward(x [E, d, C], y [E, d], w) -> [E, d, C], d = (lmax+1)^2, e3nn component order;
+    w is [E, C] (``weights="shared"``: out = w * sum_paths CG_path(x, y), the TDN product) or [E, P, C]
+    (``weights="per_path"``, P = len(paths(lmax, parity)): out = sum_p w_p * CG_p(x, y)).
+
+    rank: ``"exact"`` (relative Frobenius error < 1e-7, exactly equivariant in float64), ``"default"`` (7 L^2, the
+    paper's choice, approximate), or an int. Per-path weights always use the exact per-path factorisation.
+    The factors are buffers (saved in checkpoints, moved by ``.to()``, never trained). Build with
+    ``init_factors=False`` to create zero buffers of the right shape for ``load_state_dict`` without fitting.
+    On CUDA with Triton importable, the shared-weight product runs a fused Triton kernel (see ``triton_cp``).
+    """
+
+    def __init__(self, lmax: int, channels: int, rank: int | str = "exact", parity: str = "so3",
+                 weights: str = "shared", init_factors: bool = True, use_triton: bool = True):
+        super().__init__()
+        self.lmax = lmax
+        self.channels = channels
+        self.parity = check_parity(parity)
+        self.weights = check_weights(weights)
+        self.dim = num_components(lmax)
+        self.num_paths = len(paths(lmax, parity))
+        from sciml.tdn import triton_cp
+
+        self.fused = bool(use_triton) and triton_cp.available()
+        per_path = weights == "per_path"
+        if per_path and rank != "exact":
+            raise ValueError("weights='per_path' uses the exact per-path factorisation; pass rank='exact'")
+        if per_path and not init_factors:
+            raise ValueError("init_factors=False is not supported with weights='per_path'")
+        factors: CPFactors | None = None
+        if init_factors:
+            from sciml.tdn.cache import load_or_fit
+
+            factors = load_or_fit(lmax, parity, rank, per_path=per_path)
+            self.rank = factors.rank
+        else:
+            self.rank = resolve_rank(lmax, parity, rank)
+        dtype = torch.get_default_dtype()
+        for name in ("x", "y", "out"):
+            value = torch.zeros(self.dim, self.rank, dtype=dtype) if factors is None else \
+                torch.as_tensor(getattr(factors, name), dtype=dtype)
+            self.register_buffer(f"cp_{name}", value)
+        err = float("nan") if factors is None else factors.rel_error
+        self.register_buffer("factor_rel_error", torch.tensor(err, dtype=torch.float64))
+        index = torch.zeros(0, dtype=torch.long) if factors is None or factors.path_index is None else \
+            torch.as_tensor(factors.path_index, dtype=torch.long)
+        self.register_buffer("path_index", index)
+
+    def extra_repr(self) -> str:
+        return (f"lmax={self.lmax}, channels={self.channels}, rank={self.rank}, parity={self.parity!r}, "
+                f"weights={self.weights!r}")
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if self.weights == "per_path":
+            return cp_product_per_path(x, y, w, self.cp_x, self.cp_y, self.cp_out, self.path_index)
+        if not torch.jit.is_scripting() and self.fused and x.is_cuda:
+            return self._fused(x, y, w)
+        return cp_product(x, y, w, self.cp_x, self.cp_y, self.cp_out)
+
+    @torch.jit.unused
+    def _fused(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        from sciml.tdn import triton_cp
+
+        return triton_cp.cp_product_fused(x, y, w, self.cp_x, self.cp_y, self.cp_out)

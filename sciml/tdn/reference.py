@@ -1,0 +1,76 @@
+"""Reference tensor products with the same signature as CPTensorProduct: exact CG (einsum) and e3nn's TensorProduct.
+
+Normalisation: ``ExactTensorProduct`` is the plain sum over paths of ``wigner_3j`` contractions (no extra constants),
+exactly what the CP factors approximate. e3nn's ``TensorProduct`` multiplies path p by a constant
+``path_weight[p]`` (``irrep_normalization="component"``, ``path_normalization="element"``: sqrt(2 l3 + 1 / number of
+paths into l3) for uvu with one input-2 channel); ``E3nnTensorProduct.path_weight`` exposes these, and
+``E3nn(x, y, w) == Exact(x, y, w * path_weight[None, :, None])`` with per-path weights (tested).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sciml.tdn.cg import cg_tensor, check_parity, irreps_string, num_components, path_blocks, paths
+from sciml.tdn.cp_tp import check_weights
+from sciml.tdn.layout import from_e3nn, to_e3nn
+
+
+class ExactTensorProduct(nn.Module):
+    """Exact CG tensor product (einsum over M), shared ([E, C]) or per-path ([E, P, C]) weights; see CPTensorProduct."""
+
+    def __init__(self, lmax: int, channels: int, parity: str = "so3", weights: str = "shared"):
+        super().__init__()
+        self.lmax = lmax
+        self.channels = channels
+        self.parity = check_parity(parity)
+        self.weights = check_weights(weights)
+        self.dim = num_components(lmax)
+        self.num_paths = len(paths(lmax, parity))
+        dtype = torch.get_default_dtype()
+        if weights == "shared":
+            self.register_buffer("cg", cg_tensor(lmax, parity, dtype))
+        else:
+            self.register_buffer("cg", path_blocks(lmax, parity, dtype))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if self.weights == "shared":
+            return torch.einsum("ijk,eic,ej->ekc", self.cg, x, y) * w.unsqueeze(1)
+        return torch.einsum("pijk,eic,ej,epc->ekc", self.cg, x, y, w)
+
+
+class E3nnTensorProduct(nn.Module):
+    """e3nn ``o3.TensorProduct`` (uvu, per-path weights from the caller) in the dense layout.
+
+    forward(x [E, d, C], y [E, d], w [E, P, C]) -> [E, d, C]; paths in ``cg.paths`` order. Irreps are all even
+    ("so3", as TDN) or natural parity ("o3"). Output = sum_p path_weight[p] * w_p * CG_p(x, y).
+    """
+
+    def __init__(self, lmax: int, channels: int, parity: str = "so3"):
+        super().__init__()
+        from e3nn import o3
+
+        self.lmax = lmax
+        self.channels = channels
+        self.parity = check_parity(parity)
+        self.dim = num_components(lmax)
+        self.path_list = paths(lmax, parity)
+        self.num_paths = len(self.path_list)
+        instructions = [(l1, l2, l3, "uvu", True) for l1, l2, l3 in self.path_list]
+        self.tp = o3.TensorProduct(
+            irreps_string(lmax, channels, parity),
+            irreps_string(lmax, 1, parity),
+            irreps_string(lmax, channels, parity),
+            instructions,
+            shared_weights=False,
+            internal_weights=False,
+        )
+        self.register_buffer(
+            "path_weight",
+            torch.tensor([ins.path_weight for ins in self.tp.instructions], dtype=torch.get_default_dtype()),
+        )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        out = self.tp(to_e3nn(x), y, w.reshape(w.shape[0], -1))
+        return from_e3nn(out, self.channels)
