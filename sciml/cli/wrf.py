@@ -12,6 +12,9 @@ import importlib
 #: ``sciml wrf <name>`` -> module that defines it
 SUBCOMMANDS: dict[str, str] = {
     "extract": "sciml.cli.wrf_extract",
+    "infer": "sciml.cli.wrf_infer",
+    "eval": "sciml.cli.wrf_eval",
+    "export": "sciml.cli.wrf_export",
 }
 
 
