@@ -1,0 +1,128 @@
+"""``task: potential``: train the TDN interatomic potential with ``sciml train CONFIG.yaml`` (see docs/potential.md)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from sciml.potential.data import GraphCollate, as_hdf5, resolve_neighbor_backend, split_indices
+from sciml.potential.metrics import metric_sums, reduce_metric_sums
+from sciml.training.task import ResumableBatchSampler, Task
+
+
+def build_potential(model_cfg: dict[str, Any]) -> nn.Module:
+    """A :class:`~models.tdn_potential.TDNPotential` from a validated ``model`` section (statistics not yet set)."""
+    from models.tdn_potential import TDNPotential
+
+    cfg = dict(model_cfg)
+    cfg["rank"] = cfg["rank"] or "exact"
+    return TDNPotential(**cfg)
+
+
+class PotentialTask(Task):
+    """Energies (eV) and forces (eV/Angstrom) of atomistic structures; E/F loss with per-atom energy normalisation."""
+
+    name = "potential"
+    data_defaults: ClassVar[dict[str, Any]] = {
+        "train": None,  # file(s): extxyz / any ASE-readable (converted once into cache_dir) or HDF5 shards/dirs/globs
+        "val": [],  # explicit validation file(s); empty: split n_val from `train`
+        "n_train": 0,  # training frames (or groups) drawn from `train`; 0 = all that are not validation
+        "n_val": 0,  # validation frames (or groups) split off `train` when `val` is empty
+        "split_by": "frame",  # frame | group (whole trajectories/systems on one side)
+        "split_seed": 0,
+        "max_atoms": 256,  # atom budget per batch
+        "max_frames": 0,  # frame limit per batch (0 = none)
+        "block_frames": 256,
+        "buffer_blocks": 16,
+        "neighbors": "auto",  # auto | vesin (CPU, in the loader) | torch (in the model, any device)
+        "cache_dir": "",  # where converted HDF5 files go ("" = $SCIML_CACHE_DIR/h5 or ~/.cache/sciml/h5)
+        "stats_frames": 10000,  # frames used to fit reference energies, scale and neighbour count
+    }
+    model_defaults: ClassVar[dict[str, Any]] = {
+        "lmax": 1,
+        "channels": 32,
+        "layers": 3,
+        "cutoff": 5.0,  # Angstrom
+        "rank": 0,  # CP rank; 0 = the exact rank (exactly equivariant)
+        "tensor_product": "cp",  # cp (TDN) | cg (e3nn)
+        "parity": "o3",  # o3 (mirror-invariant energy) | so3
+        "num_basis": 8,
+        "radial_hidden": 64,
+        "readout_hidden": 32,
+        "envelope_p": 6,
+        "force_mode": "conservative",  # conservative (-dE/dx) | direct (NON-conservative head)
+    }
+    loss_defaults: ClassVar[dict[str, Any]] = {
+        "energy_weight": 1.0,  # on (energy error per atom)^2, eV^2
+        "force_weight": 10.0,  # on (force component error)^2, (eV/Angstrom)^2
+        "forces_on_fixed": False,  # count forces on fixed atoms (OC20 slabs: usually not)
+    }
+    eval_requires_grad = True
+
+    def __init__(self, data: dict[str, Any], model: dict[str, Any], loss: dict[str, Any]):
+        super().__init__(data, model, loss)
+        self._collate = GraphCollate(model["cutoff"], resolve_neighbor_backend(data["neighbors"]))
+
+    def datasets(self) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset | None]:
+        from data_tools.dataset import AtomsDataset
+
+        d = self.data_cfg
+        train_files = as_hdf5(d["train"], d["cache_dir"])
+        full = AtomsDataset(train_files)
+        n_val = 0 if d["val"] else d["n_val"]
+        train_idx, val_idx = split_indices(len(full), full.groups, d["n_train"], n_val, d["split_seed"],
+                                           d["split_by"])
+        train = AtomsDataset(train_files, indices=train_idx)
+        if d["val"]:
+            return train, AtomsDataset(as_hdf5(d["val"], d["cache_dir"]))
+        return train, AtomsDataset(train_files, indices=val_idx) if len(val_idx) else None
+
+    def batch_sampler(self, dataset: torch.utils.data.Dataset, *, train: bool, seed: int, rank: int,
+                      world_size: int) -> ResumableBatchSampler:
+        from data_tools.sampler import BlockShuffleBatchSampler
+
+        d = self.data_cfg
+        return BlockShuffleBatchSampler(dataset.natoms, d["max_atoms"], shuffle=train, seed=seed, rank=rank,
+                                        world_size=world_size, block_frames=d["block_frames"],
+                                        buffer_blocks=d["buffer_blocks"], max_frames=d["max_frames"] or None)
+
+    def collate(self, items: list[Any]) -> Any:
+        return self._collate(items)
+
+    def build_model(self, train_dataset: torch.utils.data.Dataset | None) -> nn.Module:
+        from sciml.potential.statistics import fit_statistics
+
+        model = build_potential(self.model_cfg)
+        if train_dataset is not None:
+            model.set_statistics(**fit_statistics(train_dataset, self.model_cfg["cutoff"],
+                                                  self.data_cfg["stats_frames"], self.data_cfg["split_seed"]))
+        return model
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        has_forces = getattr(batch, "forces", None) is not None
+        out = model(batch, compute_forces=has_forces)
+        natoms = batch.natoms.reshape(-1)
+        # float64 for the energy difference (totals ~1e4 eV), then back to the model's precision
+        e_err = (out["energy"] - batch.energy.reshape(-1).double()) / natoms
+        loss = self.loss_cfg["energy_weight"] * e_err.square().mean().to(batch.pos.dtype)
+        mask = None
+        if has_forces:
+            mask = None if self.loss_cfg["forces_on_fixed"] or getattr(batch, "fixed", None) is None else ~batch.fixed
+            f_err = out["forces"] - batch.forces
+            f_err = f_err if mask is None else f_err[mask]
+            if f_err.numel():
+                loss = loss + self.loss_cfg["force_weight"] * f_err.square().mean()
+        metrics = metric_sums(out["energy"], batch.energy, natoms, out.get("forces"),
+                              batch.forces if has_forces else None, mask)
+        return loss, metrics
+
+    def reduce_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        out = reduce_metric_sums(sums)
+        n = max(sums.get("n_frames", 0.0), 1.0)
+        score = self.loss_cfg["energy_weight"] * sums["epa_sq"] / n
+        if sums.get("n_fcomp"):
+            score += self.loss_cfg["force_weight"] * sums["f_sq"] / sums["n_fcomp"]
+        out["val_score"] = score
+        return out
