@@ -23,6 +23,7 @@ from torch import nn
 #: task name -> "module:Class"
 TASKS: dict[str, str] = {
     "mskf": "sciml.mskf.task:MSKFTask",
+    "potential": "sciml.potential.task:PotentialTask",
 }
 
 
