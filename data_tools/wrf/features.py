@@ -77,10 +77,10 @@ def frame_columns(ds: xr.Dataset, levels: Sequence[str], single: Sequence[str], 
     levels bottom to top. Every variable is computed in one dask pass, so shared sources are read once.
     Raises :class:`DataError` naming file, time and variable if a value is not finite.
     """
-    part = ds.isel(Time=slice(start, stop))
     names = [*levels, *single]
-    values = dask.compute(*[part[n].data for n in names])
-    nt, nz, ny, nx = part.sizes["Time"], part.sizes["bottom_top"], part.sizes["south_north"], part.sizes["west_east"]
+    values = dask.compute(*[ds[n].data[start:stop] for n in names])  # slicing the arrays, not the whole dataset
+    nt = len(range(*slice(start, stop).indices(ds.sizes["Time"])))
+    nz, ny, nx = ds.sizes["bottom_top"], ds.sizes["south_north"], ds.sizes["west_east"]
     ncol = ny * nx
     x3 = np.empty((nt, ncol, len(levels), nz), dtype=np.float32)
     x2 = np.empty((nt, ncol, len(single)), dtype=np.float32)
