@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -40,9 +41,13 @@ def interface(model: MSKFBiLSTM) -> dict[str, Any]:
 def export_torchscript(model: MSKFBiLSTM, path: str | os.PathLike) -> torch.jit.ScriptModule:
     """Script :class:`MSKFTile` around ``model`` (CPU, float32, eval) and save it atomically to ``path``.
 
-    The file also holds ``interface.json`` (see :func:`interface`) as a TorchScript extra file.
+    The file also holds ``interface.json`` (see :func:`interface`) as a TorchScript extra file. TorchScript is
+    deprecated in recent PyTorch but is what FTorch and libtorch's ``torch::jit::load`` read, so its deprecation
+    warnings are silenced here.
     """
-    module = torch.jit.script(MSKFTile(model.float().cpu().eval()).eval())
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.jit.save(module, str(tmp), _extra_files={"interface.json": json.dumps(interface(model), indent=1)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.script(MSKFTile(model.float().cpu().eval()).eval())
+        with atomic_path(path, suffix=".pt") as tmp:
+            torch.jit.save(module, str(tmp), _extra_files={"interface.json": json.dumps(interface(model), indent=1)})
     return module
