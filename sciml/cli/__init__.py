@@ -14,7 +14,9 @@ from sciml.errors import SciMLError
 #: sub-command name -> module that defines it
 COMMANDS: dict[str, str] = {
     "data": "sciml.cli.data",
+    "eval": "sciml.cli.evaluate",
     "quickstart": "sciml.cli.quickstart",
+    "relax": "sciml.cli.relax",
     "tdn": "sciml.cli.tdn",
     "wrf": "sciml.cli.wrf",
 }
