@@ -1,4 +1,6 @@
-"""Make examples/data/wrf_mskf_crop.nc: one output time and a 32 x 24 (west_east x south_north) column window of the MSKF training file.
+"""Make examples/data/wrf_mskf_crop.nc: one output time, 32 x 24 columns of the MSKF training file.
+
+The window is west_east 16..47 x south_north 20..43 (the default arguments), all 40 levels.
 
 Usage (from the repository root, where ../shared holds the project data):
 
