@@ -100,6 +100,11 @@ class TDNPotential(nn.Module):
         self.atomic_energies.data = e0.to(device=device, dtype=torch.float64)
         return self
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the network (E0 is always float64)."""
+        return self.scale.dtype
+
     def check_elements(self, z: torch.Tensor) -> None:
         """Raise :class:`UnknownElementError` if ``z`` [N] holds an element the model was not trained on."""
         bad = (z < 1) | (z > MAX_Z)
