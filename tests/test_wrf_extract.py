@@ -126,13 +126,24 @@ def test_default_inputs_do_not_leak_targets() -> None:
     assert set(DEFAULT_TARGETS) <= LEAKY
 
 
-def test_cli_extract_and_errors(tmp_path: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_extract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "crop.h5"
     assert main(["wrf", "extract", str(CROP), "-o", str(out), "-q", "--inputs", "t,qv,p,HFX",
                  "--targets", "RTHCUTEN,PRATEC"]) == 0
     assert "768 columns" in capsys.readouterr().out
     assert read_names(out) == {"inputs": ["t", "qv", "p"], "inputs_2d": ["HFX"], "targets": ["RTHCUTEN"],
                                "targets_2d": ["PRATEC"]}
+    assert main(["wrf", "extract", str(CROP), "-o", str(out), "--inputs", "theta"]) == 2
+    assert "unknown derived quantity theta" in capsys.readouterr().err
+    assert main(["wrf", "extract", str(CROP), "-o", str(out), "--inputs", "z_w"]) == 2
+    assert "use the mass-level versions" in capsys.readouterr().err
+    assert main(["wrf", "extract", str(CROP), "-o", str(out), "-q", "--inputs", "t,NCA"]) == 2
+    assert "NCA requested both as input and as target" in capsys.readouterr().err
+    assert main(["wrf", "extract", str(CROP), "-o", str(out), "-q", "--inputs", "t,NCA", "--targets", "PRATEC"]) == 0
+    assert "NCA are cumulus outputs of the same output time and leak the target" in capsys.readouterr().err
+
+
+def test_cli_missing_variables(tmp_path: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tibet = shared_dir / "wrf_samples" / "salem_wrf_d01_allvars_cropped.nc"
     bad = tmp_path / "tibet.h5"
     assert main(["wrf", "extract", str(tibet), "-o", str(bad), "-q"]) == 2
@@ -143,10 +154,6 @@ def test_cli_extract_and_errors(tmp_path: Path, shared_dir: Path, capsys: pytest
     assert main(["wrf", "extract", str(tibet), "-o", str(bad), "-q", "--inputs", "t,qv,PBLH", "--targets", ""]) == 0
     with h5py.File(bad) as h5:
         assert h5["inputs"].shape == (4 * 80, 2, 27) and h5["targets"].shape == (4 * 80, 0, 27)
-    assert main(["wrf", "extract", str(CROP), "-o", str(bad), "--inputs", "theta"]) == 2
-    assert "unknown derived quantity theta" in capsys.readouterr().err
-    assert main(["wrf", "extract", str(CROP), "-o", str(bad), "--inputs", "z_w"]) == 2
-    assert "use the mass-level versions" in capsys.readouterr().err
 
 
 def test_non_finite_value_named(tmp_path: Path) -> None:

@@ -44,12 +44,12 @@ def extract_columns(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     """
     if time_chunk < 1:
         raise ValueError("time_chunk must be >= 1")
-    ds = open_wrf(paths, chunks={"Time": time_chunk})
-    split_features(ds, [*inputs, *targets])  # one error listing everything missing
-    blocks = dict(zip(("inputs", "targets"), (split_features(ds, list(inputs)), split_features(ds, list(targets)))))
     overlap = set(inputs) & set(targets)
     if overlap:
         raise DataError(f"{', '.join(sorted(overlap))} requested both as input and as target")
+    ds = open_wrf(paths, chunks={"Time": time_chunk})
+    split_features(ds, [*inputs, *targets])  # one error listing everything missing
+    blocks = dict(zip(("inputs", "targets"), (split_features(ds, list(inputs)), split_features(ds, list(targets)))))
     leaky = [n for n in inputs if n in LEAKY]
     if leaky:
         print(f"warning: inputs {', '.join(leaky)} are cumulus outputs of the same output time and leak the target",

@@ -51,6 +51,10 @@ def split_features(ds: xr.Dataset, names: Sequence[str], path: str = "") -> tupl
         if var in lacking:
             require(", ".join(lacking[var]), (), [var])
     require(where, ds.variables, names)
+    underived = [n for n in names if n not in ds.variables]
+    if underived:  # e.g. dp_dry of a hybrid-coordinate file without C1H/C2H
+        raise DataError(f"{where}: cannot derive {', '.join(underived)} from this file; see docs/wrf.md for the "
+                        "WRF variables each derived field needs")
     levels, single = [], []
     for n in names:
         dims = ds[n].dims

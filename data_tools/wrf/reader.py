@@ -46,7 +46,8 @@ DERIVED: dict[str, tuple[str, str]] = {
     "rho": ("kg m-3", "moist air density (1 + qv) / alt, alt = Rd t (1 + Rv/Rd qv) / p"),
     "qvs": ("kg kg-1", "saturation mixing ratio over water 0.622 es / (p - es), es from SVP1..SVP3"),
     "rh": ("1", "relative humidity clip(qv / qvs, 0, 1)"),
-    "dp_dry": ("Pa", "dry-air pressure thickness of the layer, -(C1H (MU + MUB) + C2H) DNW"),
+    "dp_dry": ("Pa", "dry-air pressure thickness of the layer, -(C1H (MU + MUB) + C2H) DNW (C1H, C2H used when "
+                     "HYBRID_OPT > 0)"),
 }
 
 
@@ -136,10 +137,10 @@ def add_derived(ds: xr.Dataset) -> xr.Dataset:
         new["qvs"] = (MASS, d.saturation_mixing_ratio(p, t))
         if "qv" in new:
             new["rh"] = (MASS, d.relative_humidity(new["qv"][1], new["qvs"][1]))
-    if {"MU", "MUB", "ZNW"} <= v.keys():
-        dnw = d.layer_thickness(ds["ZNW"].data, axis=1)  # (Time, nz), negative
-        c1h = ds["C1H"].data if "C1H" in v else None
-        c2h = ds["C2H"].data if "C2H" in v else None
+    hybrid = int(ds.attrs.get("HYBRID_OPT", 0)) > 0
+    if {"MU", "MUB", "ZNW"} <= v.keys() and (not hybrid or {"C1H", "C2H"} <= v.keys()):
+        dnw = d.layer_thickness(_per_time(ds, "ZNW"), axis=1)  # (Time, nz), negative
+        c1h, c2h = (_per_time(ds, n) if hybrid else None for n in ("C1H", "C2H"))
         new["dp_dry"] = (MASS, d.dry_layer_pressure_thickness(ds["MU"].data + ds["MUB"].data, dnw, c1h, c2h))
     out = ds.copy()
     for name in DERIVED:
@@ -148,3 +149,9 @@ def add_derived(ds: xr.Dataset) -> xr.Dataset:
             units, desc = DERIVED[name]
             out[name] = xr.DataArray(data, dims=dims, attrs={"units": units, "description": desc})
     return out
+
+
+def _per_time(ds: xr.Dataset, name: str) -> object:
+    """The data of a per-level variable as (Time, levels), whether or not the file stores it with ``Time``."""
+    a = ds[name]
+    return (a if "Time" in a.dims else a.expand_dims(Time=ds.sizes["Time"])).transpose("Time", ...).data

@@ -23,7 +23,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "rho": ("T", "P", "PB", "QVAPOR"),
     "qvs": ("T", "P", "PB"),
     "rh": ("T", "P", "PB", "QVAPOR"),
-    "dp_dry": ("MU", "MUB", "ZNW"),
+    "dp_dry": ("MU", "MUB", "ZNW"),  # plus C1H, C2H when HYBRID_OPT > 0
 }
 
 #: fields WRF writes only to restart files by default (Registry I/O string without "h")
