@@ -61,20 +61,31 @@ class AtomsDataset(torch.utils.data.Dataset):
     """Frames of ``paths`` (see :func:`resolve_paths`) in shard order, optionally restricted to ``indices``
     (global frame numbers over the concatenated shards).
 
+    When all per-frame arrays (energy, cell, ...; ~110 bytes/frame) fit in ``frame_cache_mb`` they are loaded into
+    RAM once (shared with forked workers), so a frame costs only its per-atom reads; larger data sets read them
+    on demand.
+
     Attributes held in RAM: ``natoms`` and ``groups`` (int64 [len]), ``shard_paths``, ``energy_convention``,
     ``element_reference_energies`` ({Z: eV}), ``elements``.
     """
 
     def __init__(self, paths: PathsLike, indices: Sequence[int] | np.ndarray | None = None,
-                 block_frames: int = 256):
+                 block_frames: int = 256, frame_cache_mb: float = 64.0):
         self.shard_paths, file_indices = resolve_paths(paths)
         if indices is None:
             indices = file_indices
         elif file_indices is not None:
             indices = file_indices[np.asarray(indices, dtype=np.int64)]
         natoms, groups, counts, conventions, refs, elements = [], [], [], set(), None, set()
+        sizes = []
         for path in self.shard_paths:
             with ShardReader(path) as r:
+                sizes.append(r.frame_bytes)
+        cache = sum(sizes) <= frame_cache_mb * 2**20
+        self._columns: list[dict[str, np.ndarray] | None] = []
+        for path in self.shard_paths:
+            with ShardReader(path) as r:
+                self._columns.append(r.frame_columns() if cache else None)
                 natoms.append(r.natoms)
                 groups.append(r.column("group").astype(np.int64))
                 counts.append(r.n_frames)
@@ -145,7 +156,7 @@ class AtomsDataset(torch.utils.data.Dataset):
             while j < len(order) and shard[order[j]] == s and local[order[j]] - lo < self.block_frames:
                 j += 1
             hi = int(local[order[j - 1]]) + 1
-            block = self._reader(int(s)).read_range(int(lo), hi)
+            block = self._reader(int(s)).read_range(int(lo), hi, self._columns[s])
             for k in order[i:j]:
                 out[k] = frame_to_data(block, int(local[k] - lo))
             i = j
@@ -157,7 +168,8 @@ class AtomsDataset(torch.utils.data.Dataset):
         shard, local = self.locate(np.arange(start, stop))
         if (shard != shard[0]).any() or (np.diff(local) != 1).any():
             raise ValueError(f"positions {start}:{stop} are not consecutive frames of one shard")
-        return self._reader(int(shard[0])).read_range(int(local[0]), int(local[-1]) + 1)
+        s = int(shard[0])
+        return self._reader(s).read_range(int(local[0]), int(local[-1]) + 1, self._columns[s])
 
 
 def frame_to_data(block: dict[str, np.ndarray], k: int) -> Data:
@@ -172,7 +184,7 @@ def frame_to_data(block: dict[str, np.ndarray], k: int) -> Data:
         "pbc": t(block["pbc"][k:k + 1].astype(bool)),
         "fixed": t(block["fixed"][a:b].astype(bool)),
         "tags": t(block["tags"][a:b].astype(np.int64)),
-        "natoms": torch.tensor([b - a], dtype=torch.long),
+        "natoms": t(block["natoms"][k:k + 1]),
     }
     if "forces" in block:
         fields["forces"] = t(block["forces"][a:b])
@@ -183,7 +195,9 @@ def frame_to_data(block: dict[str, np.ndarray], k: int) -> Data:
         fields["ref_energy"] = t(block["ref_energy"][k:k + 1])
     if "stress" in block:
         fields["stress"] = t(block["stress"][k:k + 1].astype(np.float32))
-    return Data(**fields)
+    data = Data()
+    data._store._mapping.update(fields)  # same result as Data(**fields), ~10x faster (no per-key __setattr__)
+    return data
 
 
 def collate_atoms(items: list[Data]) -> Batch:

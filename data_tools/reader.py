@@ -52,16 +52,19 @@ class ShardReader:
                     raise DataError(f"{self.path}: missing required array /{group}/{name}")
         self.atom_fields = tuple(k for k in self.h5["atoms"] if k in ATOM_FIELDS)
         self.frame_fields = tuple(k for k in self.h5["frames"] if k in FRAME_FIELDS)
+        # h5py group lookups cost ~100 us each: resolve every array once
+        self._arrays = {(g, k): self.h5[g][k] for g, names in (("atoms", self.atom_fields),
+                                                               ("frames", self.frame_fields)) for k in names}
+        # arrays flagged all-zero (e.g. tags/fixed of molecules) are not read, saving a call per frame
+        self._zero = {key: (ds.shape[1:], ds.dtype) for key, ds in self._arrays.items()
+                      if bool(ds.attrs.get("all_zero", False))}
         self.n_frames = int(a["n_frames"])
         self.n_atoms = int(a["n_atoms"])
-        for name in self.atom_fields:
-            if self.h5["atoms"][name].shape[0] != self.n_atoms:
-                raise DataError(f"{self.path}: /atoms/{name} has {self.h5['atoms'][name].shape[0]} rows, "
-                                f"expected {self.n_atoms} (truncated or corrupt)")
-        for name in self.frame_fields:
-            if self.h5["frames"][name].shape[0] != self.n_frames:
-                raise DataError(f"{self.path}: /frames/{name} has {self.h5['frames'][name].shape[0]} rows, "
-                                f"expected {self.n_frames} (truncated or corrupt)")
+        for (group, name), ds in self._arrays.items():
+            rows = self.n_atoms if group == "atoms" else self.n_frames
+            if ds.shape[0] != rows:
+                raise DataError(f"{self.path}: /{group}/{name} has {ds.shape[0]} rows, expected {rows} "
+                                "(truncated or corrupt)")
         self.natoms = self._read("frames", "natoms", 0, self.n_frames).astype(np.int64)
         self.offsets = np.zeros(self.n_frames + 1, np.int64)
         np.cumsum(self.natoms, out=self.offsets[1:])
@@ -87,9 +90,12 @@ class ShardReader:
         return [int(z) for z in self.h5.attrs["elements"]]
 
     # -- data ---------------------------------------------------------------------------------------------
-    def _read(self, group: str, name: str, lo: int, hi: int) -> np.ndarray:
+    def _read(self, group: str, name: str, lo: int, hi: int, raw: bool = False) -> np.ndarray:
+        if not raw and (group, name) in self._zero:
+            shape, dtype = self._zero[(group, name)]
+            return np.zeros((hi - lo,) + shape, dtype)
         try:
-            return self.h5[group][name][lo:hi]
+            return self._arrays[(group, name)][lo:hi]
         except (OSError, KeyError, ValueError) as exc:
             raise DataError(f"{self.path}: cannot read /{group}/{name} rows {lo}:{hi} (corrupt file?): {exc}") from None
 
@@ -97,15 +103,28 @@ class ShardReader:
         """A whole per-frame array (e.g. ``group``, ``energy``)."""
         return self._read("frames", name, 0, self.n_frames)
 
-    def read_range(self, lo: int, hi: int) -> dict[str, np.ndarray]:
-        """Frames ``lo:hi`` as numpy arrays: per-frame fields sliced [hi-lo, ...], per-atom fields for the atoms of
-        those frames, plus ``offsets`` [hi-lo+1] (atom offsets relative to frame ``lo``)."""
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of all per-frame arrays."""
+        return sum(ds.dtype.itemsize * int(np.prod(ds.shape)) for (g, _), ds in self._arrays.items() if g == "frames")
+
+    def frame_columns(self) -> dict[str, np.ndarray]:
+        """All per-frame arrays of the shard (for holding them in RAM)."""
+        return {name: self.column(name) for name in self.frame_fields if name != "natoms"}
+
+    def read_range(self, lo: int, hi: int, columns: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Frames ``lo:hi`` as numpy arrays: per-frame fields sliced [hi-lo, ...] (from ``columns``, the output of
+        :meth:`frame_columns`, when given), per-atom fields for the atoms of those frames, plus ``offsets``
+        [hi-lo+1] (atom offsets relative to frame ``lo``)."""
         if not 0 <= lo <= hi <= self.n_frames:
             raise IndexError(f"{self.path}: frame range {lo}:{hi} outside 0:{self.n_frames}")
         a0, a1 = int(self.offsets[lo]), int(self.offsets[hi])
-        out = {name: self._read("frames", name, lo, hi) for name in self.frame_fields if name != "natoms"}
+        if columns is not None:
+            out = {name: col[lo:hi].copy() for name, col in columns.items()}  # items must not alias the cache
+        else:
+            out = {name: self._read("frames", name, lo, hi) for name in self.frame_fields if name != "natoms"}
         out.update({name: self._read("atoms", name, a0, a1) for name in self.atom_fields})
-        out["natoms"] = self.natoms[lo:hi]
+        out["natoms"] = self.natoms[lo:hi].copy()
         out["offsets"] = self.offsets[lo:hi + 1] - a0
         return out
 
@@ -114,11 +133,13 @@ class ShardReader:
         bad = []
         for group, names in (("atoms", self.atom_fields), ("frames", self.frame_fields)):
             for name in names:
-                ds = self.h5[group][name]
+                ds = self._arrays[(group, name)]
                 crc = 0
                 for start in range(0, ds.shape[0], block_rows):
-                    block = self._read(group, name, start, min(start + block_rows, ds.shape[0]))
+                    block = self._read(group, name, start, min(start + block_rows, ds.shape[0]), raw=True)
                     crc = zlib.crc32(np.ascontiguousarray(block).view(np.uint8).reshape(-1), crc)
+                    if (group, name) in self._zero and block.any():
+                        crc = -1  # flagged all-zero but is not
                 if "crc32" not in ds.attrs or int(ds.attrs["crc32"]) != crc:
                     bad.append(f"/{group}/{name}")
         return bad

@@ -104,6 +104,7 @@ class AtomsWriter:
         self._flush_frames = flush_frames
         self._buf: dict[str, list[np.ndarray]] = {}
         self._crc: dict[str, int] = {}
+        self._nonzero: dict[str, bool] = {}
         self._fields: tuple[set[str], set[str]] | None = None  # (atom fields, frame fields), fixed by frame 0
         self.n_frames = 0
         self.n_atoms = 0
@@ -159,6 +160,7 @@ class AtomsWriter:
                     ds.attrs["units"] = units
                 self._buf[name] = []
                 self._crc[name] = 0
+                self._nonzero[name] = False
 
     def _flush(self) -> None:
         if not self._fields:
@@ -173,6 +175,7 @@ class AtomsWriter:
                 ds.resize(start + data.shape[0], axis=0)
                 ds[start:] = data
                 self._crc[name] = _crc(data.astype(ds.dtype, copy=False), self._crc[name])
+                self._nonzero[name] = self._nonzero[name] or bool(data.any())
                 self._buf[name] = []
 
     def finish(self) -> None:
@@ -184,6 +187,7 @@ class AtomsWriter:
         for group, fields in (("atoms", self._fields[0]), ("frames", self._fields[1])):
             for name in fields:
                 self._h5[group][name].attrs["crc32"] = np.uint32(self._crc[name])
+                self._h5[group][name].attrs["all_zero"] = not self._nonzero[name]
         a = self._h5.attrs
         a["format"] = FORMAT_NAME
         a["schema_version"] = SCHEMA_VERSION
