@@ -1,0 +1,1 @@
+"""Code behind benchmarks and ``sciml bench`` commands."""

@@ -1,0 +1,117 @@
+"""Timing the MSKF surrogate: synthetic WRF tiles from a model's stored statistics, columns/s, cost per column.
+
+No file I/O besides the checkpoint and no netCDF import, so the GPU benchmark can run where netCDF4 is absent.
+Reference: MSKF itself costs about 5.5 us per column per call on the project's 2-core machine (WRF v4.7.1,
+2 OpenMP threads, 24.3 s extra wall time for 480 steps x 9,216 columns; issue 5).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.mskf_bilstm import PROFILE_INPUTS, MSKFBiLSTM
+from sciml.coupling.hook import MSKFSurrogate
+from sciml.coupling.tile import TILE_PROFILES
+
+#: MSKF's own cost on the 2-core reference machine (s per column per call)
+MSKF_SECONDS_PER_COLUMN = 24.3 / (480 * 9216)
+
+
+def with_levels(model: MSKFBiLSTM, n_levels: int, hidden: int | None = None, layers: int | None = None) -> MSKFBiLSTM:
+    """A model of the same kind for ``n_levels`` levels (statistics interpolated over the level index; trained
+    weights kept where the shapes allow). Timing does not depend on the weights' values."""
+    out = MSKFBiLSTM(n_levels, hidden=hidden or model.hidden, layers=layers or model.layers)
+    src = np.linspace(0.0, 1.0, model.n_levels)
+    dst = np.linspace(0.0, 1.0, n_levels)
+    state = out.state_dict()
+    for name, value in model.state_dict().items():
+        if name in ("prof_mean", "prof_std"):
+            state[name] = torch.from_numpy(np.stack([np.interp(dst, src, row) for row in value.double().numpy()]))
+        elif name in state and state[name].shape == value.shape:
+            state[name] = value
+    out.load_state_dict(state)
+    return out.eval()
+
+
+def synthetic_state(model: MSKFBiLSTM, ni: int, nj: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A hook state for an ``ni`` x ``nj`` tile (WRF memory order, Fortran arrays, float32) drawn around the
+    model's per-level training means (0.3 standard deviations of noise); NCA = 0 everywhere (all columns evaluated)."""
+    rng = np.random.default_rng(seed)
+    nk = model.n_levels
+    mean, std = model.prof_mean.double().numpy(), model.prof_std.double().numpy()
+
+    def field(channel: int, levels: int = nk) -> np.ndarray:
+        m = np.interp(np.linspace(0, 1, levels), np.linspace(0, 1, nk), mean[channel])
+        s = np.interp(np.linspace(0, 1, levels), np.linspace(0, 1, nk), std[channel])
+        x = m[None, :, None] + 0.3 * s[None, :, None] * rng.standard_normal((ni, levels, nj))
+        return np.asfortranarray(x, dtype=np.float32)
+
+    state = {name: field(PROFILE_INPUTS.index(name)) for name in TILE_PROFILES}
+    state["w"] = field(PROFILE_INPUTS.index("w"), nk + 1)
+    for c, name in enumerate(("hfx", "ust", "pblh")):
+        m, s = float(model.sfc_mean[c]), float(model.sfc_std[c])
+        state[name] = np.asfortranarray(np.abs(m + 0.3 * s * rng.standard_normal((ni, nj))), dtype=np.float32)
+    state["nca"] = np.zeros((ni, nj), np.float32, order="F")
+    return state
+
+
+def time_call(fn: Callable[[], Any], repeats: int, sync: Callable[[], None] = lambda: None,
+              warmup: int = 1, budget_s: float = 20.0) -> dict[str, float]:
+    """Median / min wall time (s) of ``fn`` over up to ``repeats`` calls after ``warmup`` calls (stops early
+    once ``budget_s`` is spent)."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < repeats and (not times or time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": len(times)}
+
+
+def network_inputs(model: MSKFBiLSTM, state: dict[str, np.ndarray], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The tile module's input tensors for ``state`` on ``device`` (packing done once, outside the timing)."""
+    ni, nk, nj = state["t"].shape
+    prof = np.stack([state[n] for n in TILE_PROFILES], axis=-1)
+    sfc = np.stack([state["hfx"], state["ust"], state["pblh"], state["nca"], np.zeros_like(state["nca"])], axis=-1)
+    held = np.zeros((ni, nk, nj, 6), np.float32)
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in
+                 (prof, state["w"], sfc, held, np.array([45.0, 2.0], np.float32)))
+
+
+def bench_case(model: MSKFBiLSTM, ni: int, nj: int, device: str, dtype: torch.dtype = torch.float32,
+               repeats: int = 5, budget_s: float = 20.0, end_to_end: bool = True) -> dict[str, Any]:
+    """Network-only (tile module on device-resident tensors) and end-to-end hook timings for one tile size."""
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    surrogate = MSKFSurrogate(model, device=dev)
+    state = synthetic_state(model, ni, nj)
+    args = network_inputs(model, state, dev)
+    autocast = torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def network() -> None:
+        with torch.inference_mode(), autocast:
+            surrogate.tile(*args)
+
+    cols = ni * nj
+    row: dict[str, Any] = {"device": str(dev), "dtype": str(dtype).replace("torch.", ""), "ni": ni, "nj": nj,
+                           "nk": model.n_levels, "columns": cols, "hidden": model.hidden, "layers": model.layers,
+                           "threads": torch.get_num_threads() if dev.type == "cpu" else None}
+    net = time_call(network, repeats, sync, budget_s=budget_s)
+    row.update({"network_s": net["median_s"], "network_us_per_column": 1e6 * net["median_s"] / cols,
+                "network_columns_per_s": cols / net["median_s"]})
+    if end_to_end and dtype == torch.float32:
+        e2e = time_call(lambda: surrogate.step(state, dt=45.0), repeats, sync, budget_s=budget_s)
+        row.update({"step_s": e2e["median_s"], "step_us_per_column": 1e6 * e2e["median_s"] / cols,
+                    "step_columns_per_s": cols / e2e["median_s"]})
+    row["vs_mskf"] = row.get("step_us_per_column", row["network_us_per_column"]) / (1e6 * MSKF_SECONDS_PER_COLUMN)
+    return row
