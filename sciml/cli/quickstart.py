@@ -15,6 +15,7 @@ from pathlib import Path
 STEPS: list[str] = [
     "sciml.cli.data:quickstart_step",
     "sciml.cli.wrf_extract:quickstart_step",
+    "sciml.mskf.quickstart:quickstart_step",
 ]
 
 
