@@ -105,9 +105,10 @@ def test_running_stats_is_numerically_stable() -> None:
     np.testing.assert_allclose(a.std, x.std(axis=0), rtol=1e-6)
 
 
-def test_time_chunks_and_files_give_identical_output(tmp_path: Path) -> None:
+def test_time_chunks_and_files_give_identical_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     one, two = tmp_path / "one.h5", tmp_path / "two.h5"
     extract_columns([CROP, CROP], one, time_chunk=1, progress=False)
+    assert "output time 2007-09-01T16:00:00 of" in capsys.readouterr().err  # the same time twice is flagged
     extract_columns([CROP, CROP], two, time_chunk=2, progress=False)
     with h5py.File(one) as a, h5py.File(two) as b:
         np.testing.assert_array_equal(a["inputs"][:], b["inputs"][:])

@@ -61,6 +61,7 @@ def extract_columns(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     files = [str(p) for p in ds.attrs["sciml_files"]]
     frame_file = ds["source_file"].values.astype(np.int32)
     frame_time = ds["time"].values.astype("datetime64[s]").astype(np.int64)
+    _warn_time_order(ds, frame_time, files, frame_file)
     t_start = time.perf_counter()
     with atomic_path(out, suffix=".h5") as tmp, h5py.File(tmp, "w") as h5:
         dsets, stats = {}, {}
@@ -89,6 +90,16 @@ def extract_columns(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     seconds = time.perf_counter() - t_start
     return {"rows": n_rows, "frames": nt, "columns_per_frame": ncol, "levels": nz, "seconds": seconds,
             "inputs": blocks["inputs"], "targets": blocks["targets"], "files": files, "out": str(out)}
+
+
+def _warn_time_order(ds: Any, frame_time: np.ndarray, files: list[str], frame_file: np.ndarray) -> None:
+    """Warn when output times repeat or go backwards: rows would be duplicated and a split by time could leak."""
+    back = np.nonzero(np.diff(frame_time) <= 0)[0]
+    if back.size:
+        k = int(back[0]) + 1
+        print(f"warning: output time {str(ds['time'].values[k])} of {files[frame_file[k]]} does not follow "
+              f"{str(ds['time'].values[k - 1])} of {files[frame_file[k - 1]]} ({back.size} such step(s)); "
+              "give the files in time order without overlap, or splits by time may leak", file=sys.stderr)
 
 
 def _write_rows_index(h5: h5py.File, nt: int, ny: int, nx: int, frame_file: np.ndarray,
