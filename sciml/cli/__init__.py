@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "quickstart": "sciml.cli.quickstart",
     "relax": "sciml.cli.relax",
     "tdn": "sciml.cli.tdn",
+    "train": "sciml.cli.train",
     "wrf": "sciml.cli.wrf",
 }
 
