@@ -1,0 +1,100 @@
+"""Checkpoints: atomic writes, safe loading (``torch.load(weights_only=True)``), RNG capture and :func:`load_model`.
+
+A checkpoint is a dict of tensors and primitives only (no pickled classes):
+
+``format``/``version``, ``config`` (the full validated config), ``task`` (its name), ``model`` (state dict),
+``ema`` (``{"decay", "updates", "weights"}`` or ``None``), ``optimizer``, ``scheduler``, ``sampler``
+(``{"epoch", "batches_consumed", "state"}``), ``rng`` (python, numpy, torch CPU and CUDA states), ``step``,
+``epoch``, ``best_score``, ``nan_skipped``, ``train_sums`` (metric sums since the last validation) and ``history``
+(one dict of metrics per validation).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sciml.errors import DataError
+from sciml.utils.atomic import atomic_path
+
+FORMAT = "sciml-checkpoint"
+VERSION = 1
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG state the training loop draws from (python, numpy, torch CPU, all CUDA devices)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured (CUDA states only where the device count matches)."""
+    random.setstate(state["python"])
+    npst = state["numpy"]
+    np.random.set_state((npst["kind"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
+                         npst["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically (temp file + fsync + rename)."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint onto the CPU with ``weights_only=True``; unreadable or foreign files raise DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated/foreign files
+        raise DataError(f"checkpoint {path} cannot be read safely (weights_only=True): {exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise DataError(f"{path} is not a sciml training checkpoint (no format={FORMAT!r} marker)")
+    if ckpt.get("version", 0) > VERSION:
+        raise DataError(f"checkpoint {path} has format version {ckpt['version']}; this sciml reads <= {VERSION}")
+    return ckpt
+
+
+def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = "cpu",
+               dtype: torch.dtype | None = None, use_ema: bool = True) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """Rebuild a trained model for inference: ``(model in eval mode, task, config)``.
+
+    Args:
+        checkpoint_path: a checkpoint written by ``sciml train`` (``best.pt``, ``last.pt``, ...).
+        device: where the model goes.
+        dtype: floating dtype of the parameters (e.g. ``torch.float64`` for relaxations); ``None`` keeps float32.
+        use_ema: take the EMA weights when the run kept them (as validation and ``best.pt`` selection did).
+    """
+    from sciml.training.config import validate_config
+    from sciml.training.task import get_task_class
+
+    ckpt = load_checkpoint(checkpoint_path)
+    config = validate_config(ckpt["config"])
+    task = get_task_class(config["task"])(config["data"], config["model"], config["loss"])
+    model = task.build_model(None)
+    weights = ckpt["ema"]["weights"] if use_ema and ckpt.get("ema") else ckpt["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise DataError(f"checkpoint {checkpoint_path}: weights do not fit the model its config builds: {exc}") from None
+    model.to(device=device)
+    if dtype is not None:
+        model.to(dtype=dtype)
+    return model.eval(), task, config

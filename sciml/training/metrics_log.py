@@ -1,0 +1,85 @@
+"""Metric sinks of a run (rank 0 only): ``metrics.csv``, TensorBoard events under ``tb/`` and ``learning_curve.png``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from sciml.utils.atomic import atomic_path, atomic_write_text
+
+
+class MetricsLog:
+    """Validation rows to CSV, TensorBoard and a plot; step-level scalars to TensorBoard.
+
+    Args:
+        outdir: the run's output folder (``metrics.csv``, ``learning_curve.png``, ``tb/``).
+    """
+
+    def __init__(self, outdir: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.outdir = Path(outdir)
+        self.writer = SummaryWriter(log_dir=str(self.outdir / "tb"))
+
+    def log_step(self, step: int, scalars: dict[str, float]) -> None:
+        """Step-level scalars (training loss, lr, throughput) to TensorBoard."""
+        for key, value in scalars.items():
+            self.writer.add_scalar(f"step/{key}", value, step)
+
+    def log_validation(self, history: list[dict[str, Any]]) -> None:
+        """Send the newest row of ``history`` (rows hold ``step``) to TensorBoard; rewrite the CSV and the plot."""
+        row = history[-1]
+        for key, value in row.items():
+            if key not in ("step", "epoch") and isinstance(value, (int, float)):
+                self.writer.add_scalar(key.replace("_", "/", 1), value, row["step"])
+        self.writer.flush()
+        self._write_csv(history)
+        plot_learning_curve(history, self.outdir / "learning_curve.png")
+
+    def _write_csv(self, history: list[dict[str, Any]]) -> None:
+        columns: list[str] = []
+        for row in history:
+            columns += [k for k in row if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.outdir / "metrics.csv", buf.getvalue())
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def plot_learning_curve(history: list[dict[str, Any]], path: Path) -> None:
+    """Train and validation metrics (log scale) and the learning rate against the optimiser step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [row["step"] for row in history]
+    names = sorted({k[4:] for row in history for k in row if k.startswith("val_") and k != "val_score"})
+    fig, (ax, ax_lr) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, name in enumerate(names):
+        color = f"C{i % 10}"
+        for prefix, style in (("train_", "--"), ("val_", "-")):
+            ys = [row.get(prefix + name, math.nan) for row in history]
+            if any(isinstance(y, float) and math.isfinite(y) and y > 0 for y in ys):
+                ax.plot(steps, ys, style, color=color, marker=".", label=prefix + name)
+    ax.set_yscale("log")
+    ax.set_xlabel("optimiser step")
+    ax.set_title("metrics (dashed: train, solid: validation)")
+    if names:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    ax_lr.plot(steps, [row.get("lr", math.nan) for row in history], marker=".")
+    ax_lr.set_xlabel("optimiser step")
+    ax_lr.set_title("learning rate")
+    ax_lr.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
