@@ -49,7 +49,8 @@ def extract_columns(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
         raise DataError(f"{', '.join(sorted(overlap))} requested both as input and as target")
     ds = open_wrf(paths, chunks={"Time": time_chunk})
     split_features(ds, [*inputs, *targets])  # one error listing everything missing
-    blocks = dict(zip(("inputs", "targets"), (split_features(ds, list(inputs)), split_features(ds, list(targets)))))
+    (in_levels, in_single), (t_levels, t_single) = split_features(ds, list(inputs)), split_features(ds, list(targets))
+    blocks = {"inputs": (in_levels, in_single), "targets": (t_levels, t_single)}
     leaky = [n for n in inputs if n in LEAKY]
     if leaky:
         print(f"warning: inputs {', '.join(leaky)} are cumulus outputs of the same output time and leak the target",
@@ -78,11 +79,11 @@ def extract_columns(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
         for start in range(0, nt, time_chunk):
             stop = min(nt, start + time_chunk)
             rows = slice(start * ncol, stop * ncol)
-            for kind, (levels, single) in blocks.items():
-                x3, x2 = frame_columns(ds, levels, single, start, stop)
-                for block, x in ((kind, x3), (f"{kind}_2d", x2)):
-                    dsets[block][rows] = x
-                    stats[block].update(x)
+            x3, x2 = frame_columns(ds, [*in_levels, *t_levels], [*in_single, *t_single], start, stop)
+            for block, x in (("inputs", x3[:, :len(in_levels)]), ("targets", x3[:, len(in_levels):]),
+                             ("inputs_2d", x2[:, :len(in_single)]), ("targets_2d", x2[:, len(in_single):])):
+                dsets[block][rows] = x
+                stats[block].update(x)
             bar.update(stop - start)
         bar.close()
         for block, s in stats.items():

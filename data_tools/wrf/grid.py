@@ -19,7 +19,7 @@ HORIZONTAL = ("nx", "ny", "DX", "DY")
 VERTICAL = ("nz", "P_TOP", "ZNU", "ZNW")
 
 
-def grid_signature(ds: xr.Dataset, path: str = "") -> dict[str, Any]:
+def grid_signature(ds: xr.Dataset) -> dict[str, Any]:
     """Signature of ``ds`` (first output time for the eta levels and P_TOP)."""
 
     def attr(name: str) -> float | None:

@@ -65,7 +65,7 @@ def open_wrf(paths: PathLike | Sequence[PathLike], chunks: dict[str, int] | str 
         raise DataError("no wrfout files given")
     chunks = {"Time": 1} if chunks is None else chunks
     parts = [_open_one(f, chunks) for f in files]
-    signatures = [grid_signature(p, str(f)) for p, f in zip(parts, files)]
+    signatures = [grid_signature(p) for p in parts]
     for f, sig in zip(files[1:], signatures[1:]):
         check_same_grid(signatures[0], sig, str(files[0]), str(f))
     common = set.intersection(*(set(p.variables) for p in parts))
@@ -91,6 +91,15 @@ def _open_one(path: Path, chunks: dict[str, int] | str) -> xr.Dataset:
             ds = xr.open_dataset(path, engine="netcdf4", chunks=chunks, decode_times=False, mask_and_scale=False)
     except Exception as exc:  # netCDF4/HDF5 raise many types for corrupt files
         raise DataError(f"{path}: cannot be read as netCDF ({exc})") from exc
+    try:
+        return ds.assign_coords(time=("Time", _check_wrfout(ds, path)))
+    except DataError:
+        ds.close()
+        raise
+
+
+def _check_wrfout(ds: xr.Dataset, path: Path) -> np.ndarray:
+    """The output times of ``ds`` (datetime64[s] from ``Times``); DataError if it does not look like wrfout."""
     for dim in ("Time", "bottom_top", "south_north", "west_east"):
         if dim not in ds.dims:
             raise DataError(f"{path}: not a wrfout file (no '{dim}' dimension; dims are {dict(ds.sizes)})")
@@ -98,10 +107,9 @@ def _open_one(path: Path, chunks: dict[str, int] | str) -> xr.Dataset:
         raise DataError(f"{path}: not a wrfout file (no 'Times' variable)")
     times = [t.decode() if isinstance(t, bytes) else str(t) for t in np.asarray(ds["Times"].values).ravel()]
     try:
-        stamps = np.array([np.datetime64(t.replace("_", "T"), "s") for t in times])
+        return np.array([np.datetime64(t.replace("_", "T"), "s") for t in times], dtype="datetime64[s]")
     except ValueError as exc:
         raise DataError(f"{path}: unreadable Times {times!r} ({exc})") from exc
-    return ds.assign_coords(time=("Time", stamps))
 
 
 def add_derived(ds: xr.Dataset) -> xr.Dataset:
