@@ -13,6 +13,7 @@ from sciml.errors import SciMLError
 
 #: sub-command name -> module that defines it
 COMMANDS: dict[str, str] = {
+    "bench": "sciml.cli.bench",
     "data": "sciml.cli.data",
     "eval": "sciml.cli.evaluate",
     "quickstart": "sciml.cli.quickstart",

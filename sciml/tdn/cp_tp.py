@@ -82,7 +82,7 @@ class CPTensorProduct(nn.Module):
         dtype = torch.get_default_dtype()
         for name in ("x", "y", "out"):
             value = torch.zeros(self.dim, self.rank, dtype=dtype) if factors is None else \
-                torch.as_tensor(getattr(factors, name), dtype=dtype)
+                torch.as_tensor(getattr(factors, name), dtype=dtype).contiguous()
             self.register_buffer(f"cp_{name}", value)
         err = float("nan") if factors is None else factors.rel_error
         self.register_buffer("factor_rel_error", torch.tensor(err, dtype=torch.float64))

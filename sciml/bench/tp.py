@@ -1,0 +1,181 @@
+"""Tensor-product speed: e3nn CG (uvu, per-path weights) vs CP product (plain torch and fused Triton).
+
+Rows: lmax, channels, edges, device, cp_rank, then per implementation the median forward and forward+backward time
+(ms, float32, backward w.r.t. x, y and w) and, on CUDA, peak memory (MiB, allocated during forward+backward).
+``cp_*`` is the plain three-matmul torch CP product, ``fused_*`` the Triton kernels (CUDA with triton only),
+``fused_tf32_*`` the same with TF32 dots plus its measured relative error. Speed-ups are e3nn time / CP time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from sciml.errors import ConfigError
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, repeats: int, budget_s: float) -> float:
+    """Median wall time of ``fn`` in ms: one warm-up call, then up to ``repeats`` timed calls (at least 2) while the
+    total stays within ``budget_s`` seconds."""
+    fn()
+    _sync(device)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < repeats and (len(times) < 2 or time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _peak_mib(fn: Callable[[], object], device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    _sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    fn()
+    _sync(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+
+
+def _measure(prefix: str, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device,
+             repeats: int, budget_s: float) -> dict:
+    grad = torch.randn_like(module(*inputs))
+
+    def fwd() -> object:
+        with torch.no_grad():
+            return module(*inputs)
+
+    def fwdbwd() -> object:
+        out = module(*inputs)
+        return torch.autograd.grad(out, inputs, grad)
+
+    return {
+        f"{prefix}_fwd_ms": time_ms(fwd, device, repeats, budget_s),
+        f"{prefix}_fwdbwd_ms": time_ms(fwdbwd, device, repeats, budget_s),
+        f"{prefix}_peak_mib": _peak_mib(fwdbwd, device),
+    }
+
+
+def bench_row(lmax: int, channels: int, edges: int, device: str | torch.device = "cpu", rank: int | str = "default",
+              repeats: int = 10, budget_s: float = 2.0, fused: bool | None = None, tf32: bool = False,
+              seed: int = 0) -> dict:
+    """One table row (float32). ``fused`` defaults to: CUDA and Triton available. ``tf32`` adds a TF32 fused column."""
+    from sciml.tdn import CPTensorProduct, E3nnTensorProduct
+    from sciml.tdn.check import random_inputs
+    from sciml.tdn.triton_cp import available
+
+    device = torch.device(device)
+    fused = (device.type == "cuda" and available()) if fused is None else fused
+    cp = CPTensorProduct(lmax, channels, rank=rank, use_triton=False).float().to(device)
+    e3 = E3nnTensorProduct(lmax, channels).float().to(device)
+    x, _, y, w = random_inputs(lmax, channels, edges, seed=seed, dtype=torch.float32, device=device)
+    wp = torch.randn(edges, e3.num_paths, channels, device=device)
+    for t in (x, y, w, wp):
+        t.requires_grad_(True)
+    row: dict = {"lmax": lmax, "channels": channels, "edges": edges, "device": str(device), "dtype": "float32",
+                 "cp_rank": cp.rank, "num_paths": e3.num_paths}
+    row.update(_measure("e3nn", e3, (x, y, wp), device, repeats, budget_s))
+    row.update(_measure("cp", cp, (x, y, w), device, repeats, budget_s))
+    row["fwd_speedup"] = row["e3nn_fwd_ms"] / row["cp_fwd_ms"]
+    row["fwdbwd_speedup"] = row["e3nn_fwdbwd_ms"] / row["cp_fwdbwd_ms"]
+    if fused:
+        variants = [("fused", False)] + ([("fused_tf32", True)] if tf32 else [])
+        with torch.no_grad():
+            ref = cp(x, y, w)
+        for prefix, use_tf32 in variants:
+            kernel = _FusedModule(cp, use_tf32)
+            row.update(_measure(prefix, kernel, (x, y, w), device, repeats, budget_s))
+            with torch.no_grad():
+                row[f"{prefix}_rel_error"] = float((kernel(x, y, w) - ref).norm() / ref.norm())
+            row[f"{prefix}_fwdbwd_speedup"] = row["e3nn_fwdbwd_ms"] / row[f"{prefix}_fwdbwd_ms"]
+            row[f"{prefix}_vs_cp_fwdbwd"] = row["cp_fwdbwd_ms"] / row[f"{prefix}_fwdbwd_ms"]
+            row[f"{prefix}_vs_cp_fwd"] = row["cp_fwd_ms"] / row[f"{prefix}_fwd_ms"]
+    return row
+
+
+class _FusedModule(torch.nn.Module):
+    """The fused Triton product with a CPTensorProduct's factors (benchmark helper)."""
+
+    def __init__(self, cp: torch.nn.Module, tf32: bool):
+        super().__init__()
+        self.cp = cp
+        self.tf32 = tf32
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        from sciml.tdn.triton_cp import cp_product_fused
+
+        return cp_product_fused(x, y, w, self.cp.cp_x, self.cp.cp_y, self.cp.cp_out, tf32=self.tf32)
+
+
+COLUMNS = [("lmax", "L"), ("channels", "C"), ("edges", "E"), ("cp_rank", "R"), ("e3nn_fwd_ms", "e3nn fwd ms"),
+           ("cp_fwd_ms", "CP fwd ms"), ("fwd_speedup", "fwd x"), ("e3nn_fwdbwd_ms", "e3nn f+b ms"),
+           ("cp_fwdbwd_ms", "CP f+b ms"), ("fwdbwd_speedup", "f+b x"), ("fused_fwd_ms", "fused fwd ms"),
+           ("fused_fwdbwd_ms", "fused f+b ms"), ("fused_fwdbwd_speedup", "fused f+b x"),
+           ("fused_vs_cp_fwdbwd", "fused/CP f+b x"), ("e3nn_peak_mib", "e3nn MiB"), ("cp_peak_mib", "CP MiB"),
+           ("fused_peak_mib", "fused MiB")]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Markdown table of the columns present in ``rows`` (errors shown in their own column)."""
+    cols = [(k, h) for k, h in COLUMNS if any(r.get(k) is not None for r in rows)]
+    if any("error" in r for r in rows):
+        cols.append(("error", "error"))
+
+    def fmt(v: object) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(k)) for k, _ in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lmax", type=_ints, default=[1, 2, 3, 4, 5, 6], help="comma-separated degrees (default 1..6)")
+    p.add_argument("--edges", type=int, default=20000, help="edges E (default 20000)")
+    p.add_argument("--channels", type=_ints, default=[64], help="comma-separated channel counts (default 64)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--rank", default="default", help="CP rank: 'default' (7L^2, the paper's), 'exact' or an int")
+    p.add_argument("--repeats", type=int, default=10, help="timed repeats per measurement (median)")
+    p.add_argument("--budget", type=float, default=2.0, help="seconds per measurement after the first 2 repeats")
+    p.add_argument("--tf32", action="store_true", help="also time the fused kernel with TF32 dots (and its error)")
+    p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+
+
+def run(args: argparse.Namespace) -> int:
+    rank: int | str = args.rank if args.rank in ("default", "exact") else int(args.rank)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
+    rows = []
+    for channels in args.channels:
+        for lmax in args.lmax:
+            row = bench_row(lmax, channels, args.edges, args.device, rank, args.repeats, args.budget, tf32=args.tf32)
+            rows.append(row)
+            if not args.json:
+                print(f"L={lmax} C={channels}: e3nn {row['e3nn_fwdbwd_ms']:.2f} ms, CP {row['cp_fwdbwd_ms']:.2f} ms "
+                      f"(fwd+bwd, {row['fwdbwd_speedup']:.1f}x)", flush=True)
+    print(json.dumps(rows, indent=1) if args.json else "\n" + markdown_table(rows))
+    return 0

@@ -1,0 +1,98 @@
+"""Triton kernels of the fused shared-weight CP product (imported only when they are launched; needs triton).
+
+Rows of every tile are (edge, channel) pairs, so each rank chunk is a small GEMM:
+    xa = X[rows, d] @ Fx[d, r-chunk],  h = xa * yb,  acc[rows, d] += h @ Fout[d, r-chunk]^T
+and the [E, C, R] intermediate never leaves registers. Set TRITON_INTERPRET=1 before the first launch to run
+them on CPU tensors (slow; for testing).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _load_factors(fx_ptr, fy_ptr, fo_ptr, dd, d_ok, r0, R, BR: tl.constexpr):
+    rr = r0 + tl.arange(0, BR)
+    mask = d_ok[:, None] & (rr < R)[None, :]
+    offs = dd[:, None] * R + rr[None, :]
+    fx = tl.load(fx_ptr + offs, mask=mask, other=0.0)
+    fy = tl.load(fy_ptr + offs, mask=mask, other=0.0)
+    fo = tl.load(fo_ptr + offs, mask=mask, other=0.0)
+    return fx, fy, fo
+
+
+@triton.jit
+def cp_fwd_kernel(x_ptr, y_ptr, w_ptr, fx_ptr, fy_ptr, fo_ptr, out_ptr,
+                  E, D, C, R,
+                  sxe, sxd, sxc, sye, syd, swe, swc, soe, sod, soc,
+                  BE: tl.constexpr, CP: tl.constexpr, DP: tl.constexpr, BR: tl.constexpr,
+                  PREC: tl.constexpr):
+    """out[e, k, c] = w[e, c] sum_r Fout[k, r] (sum_i x[e, i, c] Fx[i, r]) (sum_j y[e, j] Fy[j, r]); BE edges per program."""
+    BM: tl.constexpr = BE * CP
+    pid = tl.program_id(0)
+    rows = tl.arange(0, BM)
+    e = pid * BE + rows // CP
+    c = rows % CP
+    row_ok = (e < E) & (c < C)
+    dd = tl.arange(0, DP)
+    d_ok = dd < D
+    tile_mask = row_ok[:, None] & d_ok[None, :]
+    xt = tl.load(x_ptr + e[:, None] * sxe + dd[None, :] * sxd + c[:, None] * sxc, mask=tile_mask, other=0.0)
+    eb = pid * BE + tl.arange(0, BE)
+    yt = tl.load(y_ptr + eb[:, None] * sye + dd[None, :] * syd, mask=(eb < E)[:, None] & d_ok[None, :], other=0.0)
+    acc = tl.zeros((BM, DP), dtype=xt.dtype)
+    for r0 in range(0, R, BR):
+        fx, fy, fo = _load_factors(fx_ptr, fy_ptr, fo_ptr, dd, d_ok, r0, R, BR)
+        xa = tl.dot(xt, fx, input_precision=PREC)
+        yb = tl.sum(yt[:, :, None] * fy[None, :, :], axis=1)
+        h = xa * tl.reshape(tl.broadcast_to(yb[:, None, :], (BE, CP, BR)), (BM, BR))
+        acc += tl.dot(h, tl.trans(fo), input_precision=PREC)
+    wt = tl.load(w_ptr + e * swe + c * swc, mask=row_ok, other=0.0)
+    acc = acc * wt[:, None]
+    tl.store(out_ptr + e[:, None] * soe + dd[None, :] * sod + c[:, None] * soc, acc, mask=tile_mask)
+
+
+@triton.jit
+def cp_bwd_kernel(x_ptr, y_ptr, w_ptr, g_ptr, fx_ptr, fy_ptr, fo_ptr, gx_ptr, gy_ptr, gw_ptr,
+                  E, D, C, R,
+                  sxe, sxd, sxc, sye, syd, swe, swc, sge, sgd, sgc,
+                  BE: tl.constexpr, CP: tl.constexpr, DP: tl.constexpr, BR: tl.constexpr,
+                  PREC: tl.constexpr):
+    """Gradients of cp_fwd_kernel's output (grad g [E, d, C]) w.r.t. x [E, d, C], y [E, d], w [E, C] (contiguous
+    outputs). With d0 = g @ Fout (per row): gw = sum_r xa yb d0; gx = w (d0 yb) @ Fx^T; gy = (sum_c w d0 xa) @ Fy^T.
+    A program holds all channels of its BE edges, so gy needs no atomics."""
+    BM: tl.constexpr = BE * CP
+    pid = tl.program_id(0)
+    rows = tl.arange(0, BM)
+    e = pid * BE + rows // CP
+    c = rows % CP
+    row_ok = (e < E) & (c < C)
+    dd = tl.arange(0, DP)
+    d_ok = dd < D
+    tile_mask = row_ok[:, None] & d_ok[None, :]
+    xt = tl.load(x_ptr + e[:, None] * sxe + dd[None, :] * sxd + c[:, None] * sxc, mask=tile_mask, other=0.0)
+    gt = tl.load(g_ptr + e[:, None] * sge + dd[None, :] * sgd + c[:, None] * sgc, mask=tile_mask, other=0.0)
+    eb = pid * BE + tl.arange(0, BE)
+    e_ok = eb < E
+    yt = tl.load(y_ptr + eb[:, None] * sye + dd[None, :] * syd, mask=e_ok[:, None] & d_ok[None, :], other=0.0)
+    wt = tl.load(w_ptr + e * swe + c * swc, mask=row_ok, other=0.0)
+    gx = tl.zeros((BM, DP), dtype=xt.dtype)
+    gy = tl.zeros((BE, DP), dtype=xt.dtype)
+    gw = tl.zeros((BM,), dtype=xt.dtype)
+    for r0 in range(0, R, BR):
+        fx, fy, fo = _load_factors(fx_ptr, fy_ptr, fo_ptr, dd, d_ok, r0, R, BR)
+        xa = tl.dot(xt, fx, input_precision=PREC)
+        yb = tl.sum(yt[:, :, None] * fy[None, :, :], axis=1)
+        ybr = tl.reshape(tl.broadcast_to(yb[:, None, :], (BE, CP, BR)), (BM, BR))
+        d0 = tl.dot(gt, fo, input_precision=PREC)
+        gw += tl.sum(xa * ybr * d0, axis=1)
+        gx += tl.dot(d0 * ybr, tl.trans(fx), input_precision=PREC)
+        t = tl.sum(tl.reshape(d0 * xa * wt[:, None], (BE, CP, BR)), axis=1)
+        gy += tl.sum(t[:, None, :] * fy[None, :, :], axis=2)
+    gx = gx * wt[:, None]
+    # outputs are contiguous: gx [E, D, C], gy [E, D], gw [E, C]
+    tl.store(gx_ptr + e[:, None] * (D * C) + dd[None, :] * C + c[:, None], gx, mask=tile_mask)
+    tl.store(gy_ptr + eb[:, None] * D + dd[None, :], gy, mask=e_ok[:, None] & d_ok[None, :])
+    tl.store(gw_ptr + e * C + c, gw, mask=row_ok)

@@ -1,0 +1,142 @@
+"""CPTensorProduct as a module (gradients, TorchScript, checkpoints, cache), SharedLinear, layouts, CLI."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+
+import pytest
+import torch
+from e3nn import o3
+
+from sciml.tdn import CPTensorProduct, SharedLinear, from_e3nn, irreps_string, to_e3nn
+from sciml.tdn.check import compare_devices, random_inputs, random_rotation
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.mark.parametrize("weights", ["shared", "per_path"])
+def test_gradcheck_and_double_backward(weights):
+    tp = CPTensorProduct(1, 2, weights=weights)
+    x, _, y, w = random_inputs(1, 2, 3, num_paths=tp.num_paths if weights == "per_path" else None)
+    inputs = tuple(t.requires_grad_() for t in (x, y, w))
+    assert torch.autograd.gradcheck(tp, inputs)
+    assert torch.autograd.gradgradcheck(tp, inputs)
+
+
+def test_force_style_double_backward_matches_exact():
+    """d/dw of a loss on dE/dy (as in force training) equals the exact-CG value at exact rank."""
+    from sciml.tdn import ExactTensorProduct
+
+    x, _, y, w = random_inputs(2, 3, 5)
+    results = []
+    for tp in (CPTensorProduct(2, 3), ExactTensorProduct(2, 3)):
+        ww = w.clone().requires_grad_()
+        yy = y.clone().requires_grad_()
+        energy = tp(x, yy, ww)[:, 0].sum()
+        (force,) = torch.autograd.grad(energy, yy, create_graph=True)
+        (gw,) = torch.autograd.grad((force ** 2).sum(), ww)
+        results.append(gw)
+    assert float((results[0] - results[1]).norm() / results[1].norm()) < 1e-10
+
+
+def test_torchscript_matches_eager():
+    tp = CPTensorProduct(2, 4)
+    lin = SharedLinear(2, 4, 3)
+    x, _, y, w = random_inputs(2, 4, 6)
+    scripted_tp, scripted_lin = torch.jit.script(tp), torch.jit.script(lin)
+    assert torch.equal(scripted_tp(x, y, w), tp(x, y, w))
+    assert torch.equal(scripted_lin(x), lin(x))
+
+
+def test_shared_linear_equivariant_with_scalar_bias():
+    lin = SharedLinear(2, 4, 3)
+    with torch.no_grad():
+        lin.bias.copy_(torch.tensor([1.0, -2.0, 3.0]))
+    x = torch.randn(5, 9, 4)
+    out = lin(x)
+    assert torch.allclose(out[:, 1:], torch.einsum("ndc,co->ndo", x[:, 1:], lin.weight))
+    assert torch.allclose(out[:, 0], x[:, 0] @ lin.weight + lin.bias)
+    dmat = o3.Irreps(irreps_string(2, 1, "o3")).D_from_matrix(-random_rotation(torch.Generator().manual_seed(0)))
+    assert torch.allclose(lin(torch.einsum("kd,ndc->nkc", dmat, x)), torch.einsum("kd,ndc->nkc", dmat, out))
+
+
+def test_layout_round_trip_and_e3nn_convention():
+    x = torch.randn(4, 16, 5)
+    flat = to_e3nn(x)
+    assert flat.shape == (4, 80)
+    assert torch.equal(from_e3nn(flat, 5), x)
+    # e3nn mul-major: block l=2 starts at 5*(1+3); channel c, component m at 5*4 + c*5 + m
+    assert flat[2, 5 * 4 + 3 * 5 + 1] == x[2, 4 + 1, 3]
+    irreps = o3.Irreps(irreps_string(3, 5, "o3"))
+    rot = random_rotation(torch.Generator().manual_seed(1))
+    dense_d = o3.Irreps(irreps_string(3, 1, "o3")).D_from_matrix(rot)
+    assert torch.allclose(to_e3nn(torch.einsum("kd,ndc->nkc", dense_d, x)), flat @ irreps.D_from_matrix(rot).T)
+    with pytest.raises(ValueError, match="lmax"):
+        to_e3nn(torch.randn(2, 5, 3))
+
+
+def test_checkpoint_holds_factors_and_loading_never_fits(monkeypatch):
+    tp = CPTensorProduct(2, 3, rank="default")
+    state = tp.state_dict()
+    assert {"cp_x", "cp_y", "cp_out", "factor_rel_error"} <= set(state)
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted while loading")
+
+    monkeypatch.setattr("sciml.tdn.fit.fit_factors", no_fit)
+    monkeypatch.setattr("sciml.tdn.cache.load_or_fit", no_fit)
+    fresh = CPTensorProduct(2, 3, rank="default", init_factors=False)
+    fresh.load_state_dict(state)
+    x, _, y, w = random_inputs(2, 3, 4)
+    assert torch.equal(fresh(x, y, w), tp(x, y, w))
+    assert list(tp.parameters()) == []  # factors are buffers, never trained
+
+
+def _load_in_process(args):
+    lmax, rank, folder = args
+    from sciml.tdn.cache import load_or_fit
+
+    f = load_or_fit(lmax, "so3", rank, directory=folder)
+    return f.x.tobytes(), f.rel_error
+
+
+def test_disk_cache_concurrent_ranks_fit_once(tmp_path):
+    """Three processes (like DDP ranks) ask for an unshipped rank at once: identical factors, one file, no temps."""
+    from sciml.tdn.cache import SHIPPED_DIR, file_name
+
+    assert not (SHIPPED_DIR / file_name(1, "so3", 9)).exists()
+    with mp.get_context("spawn").Pool(3) as pool:
+        results = pool.map(_load_in_process, [(1, 9, tmp_path)] * 3)
+    assert len({r[0] for r in results}) == 1 and results[0][1] < 1e-7
+    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["cp_so3_L1_R9.npz", "cp_so3_L1_R9.npz.lock"]
+    # a later call reads the cache (no fit)
+    assert _load_in_process((1, 9, tmp_path)) == results[0]
+
+
+def test_cli_check_json(capsys):
+    from sciml.cli import main
+
+    assert main(["tdn", "check", "--lmax", "2", "--rank", "exact", "--parity", "o3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"lmax", "rank", "parity", "factor_rel_error", "equivariance_error"} <= set(result)
+    assert result["rank"] == 20 and result["parity"] == "o3"
+    assert result["equivariance_error"] < 1e-10 and result["factor_rel_error"] < 1e-7
+    assert main(["tdn", "check", "--lmax", "9", "--rank", "exact"]) == 2  # unknown exact rank: clean error
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fused", [False, True])
+def test_cpu_and_cuda_agree(fused):
+    if fused:
+        pytest.importorskip("triton")
+    for lmax in (1, 2, 3):
+        diffs = compare_devices(lmax, 16, "cuda", fused=fused)
+        assert max(diffs.values()) < 1e-12, diffs
