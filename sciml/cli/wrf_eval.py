@@ -16,14 +16,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--plots", type=Path, default=None, metavar="DIR",
                    help="write R^2 profiles and precipitation maps (PNG) to DIR")
+    p.add_argument("--frames", type=_frames, default=slice(None), metavar="START:STOP",
+                   help="output times to score, a Python slice over the concatenated files, e.g. --frames=-1: for the "
+                        "last one (default: all)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
+def _frames(text: str) -> slice:
+    try:
+        parts = [int(x) if x.strip() else None for x in text.split(":")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a slice: {text!r} (use e.g. 4:, -1:, 0:2)") from None
+    if len(parts) == 1:
+        return slice(parts[0], None if parts[0] == -1 else parts[0] + 1)
+    if len(parts) > 3:
+        raise argparse.ArgumentTypeError(f"not a slice: {text!r}")
+    return slice(*parts)
+
+
 def summary_table(report: dict[str, Any]) -> str:
     """A plain-text table of the headline scores."""
-    lines = [f"{report['columns']} columns, {report['frames']} output time(s)",
+    lines = [f"{report['columns']} columns, {report['frames']} output time(s) {', '.join(report['times'])}",
              f"trigger  precision {report['trigger_precision']:.3f}  recall {report['trigger_recall']:.3f}  "
              f"F1 {report['trigger_f1']:.3f}  (deep F1 {report['deep_f1']:.3f}, shallow F1 {report['shallow_f1']:.3f})",
              f"{'field':10s} {'R2 active':>10s} {'R2 deep':>9s} {'R2 shallow':>11s} {'RMSE active':>12s} "
@@ -41,7 +56,8 @@ def summary_table(report: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     from sciml.mskf.evaluate import evaluate
 
-    report, skill = evaluate(args.checkpoint, args.wrfout, device=args.device, progress=not args.quiet)
+    report, skill = evaluate(args.checkpoint, args.wrfout, device=args.device, progress=not args.quiet,
+                             frames=args.frames)
     if args.plots is not None:
         from sciml.mskf.plots import precipitation_maps, r2_profiles
 

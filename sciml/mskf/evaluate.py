@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from sciml.coupling.hook import MSKFSurrogate
+from sciml.errors import DataError
 from sciml.mskf.data import activity
 from sciml.mskf.infer import OUTPUT_3D, frame_dt, iter_predictions, open_checked
 
@@ -79,27 +80,38 @@ class Skill:
             out[f"{name}_columns"] = int(tp + fn)
         out["trigger_accuracy"] = (self.counts.get("trigger_tp", 0.0) + self.counts.get("trigger_tn", 0.0)) \
             / max(out["columns"], 1)
+        ref_var = {f: self._pooled_var("active", f) for f in self.sums["active"]}
         for cls in CLASSES:
-            scores = self._class_scores(cls)
+            scores = self._class_scores(cls, ref_var)
             if cls == "active":
                 out.update(scores)
             else:
                 out[cls] = scores
         return out
 
-    def _class_scores(self, cls: str) -> dict[str, Any]:
+    def _pooled_var(self, cls: str, f: str) -> float:
+        s = self.sums[cls][f]
+        n = s["n"].sum()
+        return float((s["syy"].sum() - s["sy"].sum() ** 2 / n) / n) if n > 0 else 0.0
+
+    def _class_scores(self, cls: str, ref_var: dict[str, float]) -> dict[str, Any]:
+        """Scores of one class; R^2 is None where the truth barely varies in this class (variance below 1e-6 of
+        its variance over all active columns, e.g. ice tendencies of shallow columns), where it means nothing."""
         res: dict[str, Any] = {k: {} for k in ("r2", "r2_level_mean", "rmse", "mae", "bias", "per_level")}
+        res["truth_std"] = {}
         for f, s in self.sums[cls].items():
             n = s["n"]
             if n.sum() == 0:
                 continue
             sst_level = s["syy"] - s["sy"] ** 2 / np.maximum(n, 1)
             sst_pooled = s["syy"].sum() - s["sy"].sum() ** 2 / n.sum()
-            res["r2"][f] = float(1 - s["sse"].sum() / sst_pooled) if sst_pooled > 0 else None
+            res["truth_std"][f] = float(np.sqrt(max(sst_pooled, 0.0) / n.sum()))
+            meaningful = sst_pooled / n.sum() > 1e-6 * ref_var[f]
+            res["r2"][f] = float(1 - s["sse"].sum() / sst_pooled) if meaningful else None
             res["rmse"][f] = float(np.sqrt(s["sse"].sum() / n.sum()))
             res["mae"][f] = float(s["sae"].sum() / n.sum())
             res["bias"][f] = float(s["se"].sum() / n.sum())
-            varies = sst_level > 1e-12 * max(float(sst_level.max()), 1e-300)
+            varies = (sst_level / np.maximum(n, 1) > 1e-6 * ref_var[f]) & meaningful
             r2_level = np.where(varies, 1 - s["sse"] / np.where(varies, sst_level, 1.0), np.nan)
             res["r2_level_mean"][f] = float(np.nanmean(r2_level)) if varies.any() else None
             if f in SCORED_3D:
@@ -117,10 +129,14 @@ TRUTH_VARIABLES: tuple[str, ...] = (*SCORED_3D, *SCORED_2D)
 
 
 def evaluate(checkpoint: str | os.PathLike, paths: Sequence[str | os.PathLike], device: str = "cpu",
-             progress: bool = True) -> tuple[dict[str, Any], Skill]:
-    """Scores of the surrogate in ``checkpoint`` on every output time of ``paths`` (see :meth:`Skill.report`)."""
+             progress: bool = True, frames: slice = slice(None)) -> tuple[dict[str, Any], Skill]:
+    """Scores of the surrogate in ``checkpoint`` on the output times ``frames`` of ``paths`` (all by default;
+    indices into the concatenated files) - see :meth:`Skill.report`."""
     surrogate = MSKFSurrogate.from_checkpoint(checkpoint, device=device)
     ds = open_checked(paths, surrogate, also=TRUTH_VARIABLES)
+    ds = ds.isel(Time=frames)
+    if ds.sizes["Time"] == 0:
+        raise DataError(f"no output times selected by {frames} in {', '.join(str(p) for p in paths)}")
     dt, _ = frame_dt(ds)
     skill = Skill(surrogate.n_levels)
     for t, pred in iter_predictions(surrogate, ds, progress):
@@ -128,6 +144,7 @@ def evaluate(checkpoint: str | os.PathLike, paths: Sequence[str | os.PathLike], 
                  ds[list(TRUTH_VARIABLES)].isel(Time=t).compute().data_vars.items()}
         skill.add(truth, pred, dt)
     report = skill.report()
+    times = [str(t) for t in np.asarray(ds["time"].values).astype("datetime64[s]")] if "time" in ds.coords else []
     report.update({"checkpoint": str(checkpoint), "files": [str(p) for p in paths], "frames": int(ds.sizes["Time"]),
-                   "dt": dt})
+                   "times": times, "dt": dt})
     return report, skill
