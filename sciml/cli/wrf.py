@@ -19,7 +19,8 @@ SUBCOMMANDS: dict[str, str] = {
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("wrf", help="WRF output: column datasets and the MSKF surrogate", description=__doc__)
+    p = sub.add_parser("wrf", help="WRF output: column datasets and the MSKF surrogate",
+                       description="WRF tools for the MSKF convection surrogate (see docs/wrf.md).")
     wrf_sub = p.add_subparsers(dest="wrf_command", metavar="WRF_COMMAND")
     wrf_sub.required = True
     for module in SUBCOMMANDS.values():

@@ -17,14 +17,17 @@ def _names(text: str) -> list[str]:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="write the columns of wrfout files to an HDF5 column dataset",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description="Write every column of every output time of wrfout files to an HDF5 column "
+                                   "dataset (format sciml-wrf-columns v1, see docs/wrf.md), with per-level "
+                                   "normalisation statistics. Feature names: derived fields in lower case "
+                                   "(p th pi t qv z dz8w u v w rho qvs rh p_hyd dp_dry) or WRF variables in upper "
+                                   "case on mass levels or single-level.")
     p.add_argument("wrfout", nargs="+", type=Path, help="wrfout netCDF file(s), concatenated in the order given")
     p.add_argument("-o", "--output", type=Path, required=True, help="HDF5 file to write (atomically)")
     p.add_argument("--inputs", type=_names, default=list(DEFAULT_INPUTS),
-                   help="comma-separated input features (default: %(default)s)")
+                   help=f"comma-separated input features (default: {','.join(DEFAULT_INPUTS)})")
     p.add_argument("--targets", type=_names, default=list(DEFAULT_TARGETS),
-                   help="comma-separated target features; '' for none, e.g. for inference data "
-                        "(default: %(default)s)")
+                   help=f"comma-separated target features, '' for none (default: {','.join(DEFAULT_TARGETS)})")
     p.add_argument("--time-chunk", type=int, default=1, help="output times read per step (default: 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
