@@ -1,0 +1,206 @@
+"""Converters on the real files in ../shared: ASE formats, OC20 extxyz+txt, sharding, workers, validation, kills."""
+
+from __future__ import annotations
+
+import lzma
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase.constraints import FixAtoms
+
+from data_tools.convert import ConvertOptions, convert, detect_format
+from data_tools.dataset import AtomsDataset
+from data_tools.reader import ShardReader
+from sciml.cli import main
+from sciml.errors import DataError
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET = dict(progress=False)
+
+
+def _frames(path: Path) -> list:
+    return ase.io.read(path, ":")
+
+
+@pytest.mark.parametrize("rel", ["mlip_data/acac/train_300K.xyz", "mlip_data/3bpa/train_300K.xyz",
+                                 "mlip_data/ethanol/train.xyz", "oc_samples/toy_c3h8_relax.extxyz",
+                                 "oc_samples/oxides.db", "oc_samples/slab_atoms.json",
+                                 "oc_samples/27998_vasprun.xml"])
+def test_ase_converter_matches_ase(shared_dir, tmp_path, rel):
+    src = shared_dir / rel
+    result = convert([src], tmp_path / "out.h5", ConvertOptions(**QUIET))
+    assert result.fmt == "ase" and result.outputs == [tmp_path / "out.h5"]
+    ref = _frames(src)
+    ds = AtomsDataset(tmp_path / "out.h5")
+    assert len(ds) == len(ref) == result.n_frames
+    for i in sorted({0, len(ref) // 2, len(ref) - 1}):
+        a, d = ref[i], ds[i]
+        assert d.z.tolist() == a.numbers.tolist()
+        np.testing.assert_allclose(d.pos.numpy(), a.positions, atol=4e-6, rtol=0)
+        assert float(d.energy) == a.get_potential_energy()
+        # raw calculator forces: ASE would zero those of fixed atoms with apply_constraint=True
+        np.testing.assert_allclose(d.forces.numpy(), a.get_forces(apply_constraint=False), atol=1e-5, rtol=1e-6)
+        np.testing.assert_allclose(d.cell[0].numpy(), a.cell[:], rtol=1e-6)
+        assert d.pbc[0].tolist() == a.pbc.tolist()
+        fixed = np.zeros(len(a), bool)
+        for c in a.constraints:
+            if isinstance(c, FixAtoms):
+                fixed[c.index] = True
+        assert d.fixed.tolist() == fixed.tolist()
+        assert d.tags.tolist() == a.get_tags().tolist()
+        assert int(d.frame_id) == i and int(d.natoms) == len(a)
+
+
+def _oc20_pair(shared_dir: Path, folder: Path, compress: bool) -> tuple[Path, list[tuple[int, int, float]]]:
+    """An OC20 S2EF shard pair from the real toy relaxation: extxyz (optionally .xz) + txt sidecar."""
+    src = shared_dir / "oc_samples" / "toy_c3h8_relax.extxyz"
+    rows = [(1000 + i % 3, i, -2.5 - 0.01 * i) for i in range(101)]
+    text = "".join(f"random{s},frame{f},{r!r}\n" for s, f, r in rows)
+    if compress:
+        ext = folder / "0.extxyz.xz"
+        ext.write_bytes(lzma.compress(src.read_bytes()))
+        (folder / "0.txt.xz").write_bytes(lzma.compress(text.encode()))
+    else:
+        ext = folder / "0.extxyz"
+        ext.write_bytes(src.read_bytes())
+        (folder / "0.txt").write_text(text)
+    return ext, rows
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_oc20_extxyz_pairs(shared_dir, tmp_path, compress, capsys):
+    ext, rows = _oc20_pair(shared_dir, tmp_path, compress)
+    assert detect_format(ext) == "oc20-extxyz"
+    assert main(["data", "convert", str(ext), "-o", str(tmp_path / "total.h5")]) == 0
+    assert "auto-detected oc20-extxyz" in capsys.readouterr().err
+    convert([ext], tmp_path / "ads.h5", ConvertOptions(adsorption_energy=True, **QUIET))
+    ref = _frames(shared_dir / "oc_samples" / "toy_c3h8_relax.extxyz")
+    total, ads = AtomsDataset(tmp_path / "total.h5"), AtomsDataset(tmp_path / "ads.h5")
+    assert total.energy_convention == "total" and ads.energy_convention == "referenced"
+    assert total.groups.tolist() == [s for s, _, _ in rows]
+    for i in (0, 50, 100):
+        a, t, d = ref[i], total[i], ads[i]
+        sid, fid, e_ref = rows[i]
+        assert int(t.group) == sid and int(t.frame_id) == fid
+        assert float(t.ref_energy) == e_ref
+        assert float(t.energy) == a.get_potential_energy()
+        assert float(d.energy) == a.get_potential_energy() - e_ref
+        assert t.tags.tolist() == a.get_tags().tolist()
+        assert t.fixed.tolist() == [i in set(a.constraints[0].index) for i in range(len(a))]
+        assert t.fixed.sum() == 18 and (t.tags == 0).sum() == 18   # subsurface atoms are the fixed ones
+
+
+def test_oc20_sidecar_mismatch_is_an_error(shared_dir, tmp_path):
+    ext, _ = _oc20_pair(shared_dir, tmp_path, False)
+    lines = (tmp_path / "0.txt").read_text().splitlines()
+    (tmp_path / "0.txt").write_text("\n".join(lines[:50]) + "\n")
+    with pytest.raises(DataError, match=r"0\.txt: has 50 lines"):
+        convert([ext], tmp_path / "o.h5", ConvertOptions(**QUIET))
+    (tmp_path / "0.txt").write_text("random1,frame2,notanumber\n" * 101)
+    with pytest.raises(DataError, match=r"0\.txt: line 1: cannot parse"):
+        convert([ext], tmp_path / "o.h5", ConvertOptions(**QUIET))
+    assert not (tmp_path / "o.h5").exists()
+
+
+def _xyz(path: Path, frames: list[str]) -> Path:
+    path.write_text("".join(frames))
+    return path
+
+
+def _frame(symbols=("O", "H", "H"), energy="-10.0", pos=None, forces=None, with_forces=True) -> str:
+    pos = pos or [[0, 0, 0], [0, 0, 0.96], [0.93, 0, -0.24]]
+    forces = forces or [[0.1, 0, 0], [-0.1, 0, 0], [0, 0, 0]]
+    props = "species:S:1:pos:R:3" + (":forces:R:3" if with_forces else "")
+    head = f'Properties={props}' + (f" energy={energy}" if energy is not None else "") + ' pbc="F F F"'
+    rows = [f"{s} {p[0]} {p[1]} {p[2]}" + (" " + " ".join(map(str, f)) if with_forces else "")
+            for s, p, f in zip(symbols, pos, forces)]
+    return f"{len(rows)}\n{head}\n" + "\n".join(rows) + "\n"
+
+
+BAD = {
+    "nan_position": (_frame(pos=[[0, 0, 0], [0, "nan", 0.96], [0.93, 0, -0.24]]), "non-finite.*positions"),
+    "inf_energy": (_frame(energy="inf"), "non-finite energy"),
+    "nan_forces": (_frame(forces=[[0.1, 0, 0], [-0.1, "nan", 0], [0, 0, 0]]), "non-finite.*forces"),
+    "unknown_element": (_frame(symbols=("O", "Xx", "H")), "unknown element symbol 'Xx'"),
+    "missing_energy": (_frame(energy=None), "missing energy"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_invalid_frames_name_file_and_frame(tmp_path, case):
+    bad, pattern = BAD[case]
+    src = _xyz(tmp_path / f"{case}.xyz", [_frame(), _frame(), bad, _frame()])
+    with pytest.raises(DataError, match=rf"{case}\.xyz: frame 2: {pattern}"):
+        convert([src], tmp_path / "o.h5", ConvertOptions(**QUIET))
+    assert not (tmp_path / "o.h5").exists()
+    result = convert([src], tmp_path / "o.h5", ConvertOptions(skip_invalid=True, **QUIET))
+    assert result.n_frames == 3 and result.n_skipped == 1 and "skipped 1 invalid" in result.summary()
+    assert AtomsDataset(tmp_path / "o.h5").groups.tolist() == [0, 1, 3]
+
+
+def test_forces_shape_mismatch(tmp_path):
+    from data_tools.writer import Frame, validate_frame
+
+    frame = Frame(numbers=np.array([8, 1, 1]), positions=np.zeros((3, 3)), energy=-1.0, forces=np.zeros((2, 3)))
+    assert validate_frame(frame) == "forces shape (2, 3) does not match 3 atoms"
+    src = _xyz(tmp_path / "mixed.xyz", [_frame(), _frame(with_forces=False)])
+    with pytest.raises(DataError, match="forces.*present in some frames but not in others"):
+        convert([src], tmp_path / "o.h5", ConvertOptions(**QUIET))
+
+
+def test_cli_reports_errors_without_traceback(tmp_path, capsys):
+    src = _xyz(tmp_path / "bad.xyz", [_frame(), _frame(symbols=("O", "Qq", "H"))])
+    assert main(["data", "convert", str(src), "-o", str(tmp_path / "o.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.xyz: frame 1: unknown element symbol 'Qq'" in err and "Traceback" not in err
+    assert main(["data", "convert", str(src), "-o", str(tmp_path / "o.h5"), "--skip-invalid"]) == 0
+    assert "skipped 1 invalid frames" in capsys.readouterr().out
+
+
+def test_shards_and_workers_give_identical_output(shared_dir, tmp_path):
+    srcs = [shared_dir / "mlip_data" / m / f for m, f in (("acac", "train_300K.xyz"), ("ethanol", "train.xyz"))]
+    seq = convert(srcs, tmp_path / "a" / "d.h5", ConvertOptions(shard_size=300, **QUIET))
+    par = convert(srcs, tmp_path / "b" / "d.h5", ConvertOptions(shard_size=300, workers=2, **QUIET))
+    names = [f"d_{i:04d}.h5" for i in range(6)]  # acac 500 -> 300 + 200; ethanol 1000 -> 300 * 3 + 100
+    assert [p.name for p in seq.outputs] == [p.name for p in par.outputs] == names
+    assert [ShardReader(p).n_frames for p in seq.outputs] == [300, 200, 300, 300, 300, 100]
+    a, b = AtomsDataset(tmp_path / "a"), AtomsDataset(tmp_path / "b")
+    assert len(a) == len(b) == 1500
+    for i in (0, 499, 500, len(a) - 1):
+        assert float(a[i].energy) == float(b[i].energy) and a[i].z.tolist() == b[i].z.tolist()
+    assert len(set(a.groups.tolist())) == len(a)  # per-frame groups are unique across inputs
+    assert not list(tmp_path.glob("*/.tmp-*"))
+
+
+def test_interrupted_conversion_leaves_no_valid_file(shared_dir, tmp_path):
+    src = tmp_path / "big.xyz"
+    text = (shared_dir / "mlip_data" / "acac" / "train_300K.xyz").read_text()
+    src.write_text(text * 6)  # 3000 frames: a few seconds to convert
+    out = tmp_path / "out" / "big.h5"
+    cmd = [sys.executable, "-m", "sciml", "data", "convert", str(src), "-o", str(out), "--shard-size", "500"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(out.parent.glob(".tmp-*/*.h5")):
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert proc.poll() is None, "conversion finished before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list(out.parent.glob("*.h5"))  # nothing under a final name
+    leftovers = [p for p in out.parent.rglob("*") if p.is_file()]
+    assert leftovers and all(any(part.startswith(".tmp-") for part in p.relative_to(out.parent).parts)
+                             for p in leftovers)
+    with pytest.raises(DataError, match="no .h5 shards"):
+        AtomsDataset(out.parent)
+    rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    ds = AtomsDataset(out.parent)
+    assert len(ds) == 3000 and len(list(out.parent.glob("big_*.h5"))) == 6
