@@ -165,3 +165,16 @@ def test_non_finite_value_named(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"broken.nc: qv has non-finite values at 2007-09-01T16:00:00"):
         extract_columns([broken], tmp_path / "x.h5", progress=False)
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_variable_missing_in_one_file_named(tmp_path: Path) -> None:
+    import xarray as xr
+
+    partial = tmp_path / "no_w0avg.nc"
+    with xr.open_dataset(CROP, decode_times=False, mask_and_scale=False) as ds:
+        ds.drop_vars("W0AVG").to_netcdf(partial)
+    with pytest.raises(DataError) as info:
+        extract_columns([CROP, partial], tmp_path / "x.h5", progress=False)
+    msg = str(info.value)
+    assert msg.startswith(f"{partial}: missing WRF variable(s) W0AVG") and "+:h:0:W0AVG" in msg
+    extract_columns([CROP, partial], tmp_path / "x.h5", inputs=["t", "qv"], progress=False)  # W0AVG not needed
