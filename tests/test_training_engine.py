@@ -95,11 +95,12 @@ class _EnergyMLP(nn.Module):
 
 
 @pytest.fixture(scope="session")
-def acac_features(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Inverse distances (500 x 105) and DFT energies (eV) of acac train_300K, saved as a weights-only .pt file."""
+def acac_features(repo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Inverse distances (500 x 105) and DFT energies (eV) of the shipped acac train_300K set (a copy of
+    ../shared/mlip_data/acac/train_300K.xyz), saved as a weights-only .pt file."""
     from ase.io import read
 
-    frames = read(shared_dir / "mlip_data" / "acac" / "train_300K.xyz", index=":")
+    frames = read(repo_dir / "examples" / "data" / "acac" / "train_300K.xyz", index=":")
     iu = torch.triu_indices(15, 15, offset=1)
     xs, es = [], []
     for atoms in frames:
@@ -407,3 +408,14 @@ def test_torchrun_ddp_two_ranks_step_together(acac_features: Path, tmp_path: Pat
     ckpt = _final_state(tmp_path / "ddp")
     assert ckpt["world_size"] == 2 and ckpt["step"] == steps_per_rank
     assert len(read_metrics(tmp_path / "ddp")) == 2
+
+
+def test_docs_example_config_is_valid(repo_dir: Path) -> None:
+    import re
+
+    from sciml.training.config import validate_config
+
+    text = (repo_dir / "docs" / "training.md").read_text()
+    example = re.search(r"### Full example\n\n```yaml\n(.*?)```", text, re.S).group(1)
+    cfg = validate_config(yaml.safe_load(example))
+    assert cfg["task"] == "potential" and cfg["optim"]["amsgrad"] is True

@@ -80,11 +80,8 @@ class Trainer:
         self.train_sampler = self.task.batch_sampler(self.train_ds, train=True, seed=seed, rank=rank,
                                                      world_size=world)
         self.batches = SkippingBatchSampler(self.train_sampler)
-        self.steps_per_epoch = len(self.train_sampler)
-        counts = D.all_gather_ints(self.steps_per_epoch, self.ctx)
-        if len(set(counts)) != 1:
-            raise SciMLError(f"the task's training batch sampler gives ranks different batch counts per epoch "
-                             f"({counts}); under DDP every rank must step together")
+        self.train_sampler.set_epoch(0)
+        self.steps_per_epoch = len(self.train_sampler)  # of epoch 0: samplers may vary it a little per epoch
         if self.steps_per_epoch == 0:
             raise ConfigError("the training set yields no batch on this rank (data too small for the batch size "
                               "and world size?)")
@@ -259,9 +256,18 @@ class Trainer:
         every = self.tcfg["val_every"]
         return bool(self.consumed == 0 and every and self.epoch % every == 0)
 
+    def _epoch_length(self) -> int:
+        """Batches of the current epoch, checked equal on all ranks (DDP would hang otherwise)."""
+        self.train_sampler.set_epoch(self.epoch)
+        counts = D.all_gather_ints(len(self.train_sampler), self.ctx)
+        if len(set(counts)) != 1:
+            raise SciMLError(f"epoch {self.epoch}: the task's training batch sampler gives the ranks different "
+                             f"batch counts {counts}; under DDP every rank must yield the same number of batches")
+        return counts[0]
+
     def _train_epoch(self, bar: Any) -> int:
         """Train on the rest of the current epoch (or until a limit); returns the number of batches seen."""
-        self.train_sampler.set_epoch(self.epoch)
+        epoch_length = self._epoch_length()
         self.batches.skip = self.consumed
         self.loader_gen.manual_seed(self.tcfg["seed"] * 1_000_003 + self.epoch)
         self.model.train()
@@ -291,7 +297,7 @@ class Trainer:
                 self._save()
             if self.tcfg["max_steps"] and self.step >= self.tcfg["max_steps"]:
                 break
-        if self.consumed >= self.steps_per_epoch:
+        if self.consumed >= epoch_length:
             self.epoch += 1
             self.consumed = 0
         return seen
