@@ -105,6 +105,8 @@ def _check_wrfout(ds: xr.Dataset, path: Path) -> np.ndarray:
             raise DataError(f"{path}: not a wrfout file (no '{dim}' dimension; dims are {dict(ds.sizes)})")
     if "Times" not in ds.variables:
         raise DataError(f"{path}: not a wrfout file (no 'Times' variable)")
+    if ds.sizes["Time"] == 0:
+        raise DataError(f"{path}: no output times (Time dimension is empty)")
     times = [t.decode() if isinstance(t, bytes) else str(t) for t in np.asarray(ds["Times"].values).ravel()]
     try:
         return np.array([np.datetime64(t.replace("_", "T"), "s") for t in times], dtype="datetime64[s]")
