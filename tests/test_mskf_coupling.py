@@ -114,6 +114,7 @@ def test_hook_refuses_another_level_count(frame, model):
         MSKFSurrogate(model).step(state, dt=DT)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_torchscript_export_matches_the_python_model_exactly(frame, model, tmp_path):
     path = tmp_path / "mskf.pt"
     export_torchscript(model, path)

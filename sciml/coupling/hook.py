@@ -7,9 +7,10 @@ Usage (e.g. from a CFFI-embedded Python called by WRF's cumulus driver, see docs
     out = mskf.step(state, dt=45.0, cudt=0.0)
     out["rthcuten"]   # (ni, nk, nj) Fortran-ordered, K s-1
 
-Copies: every input is read through a strided view (Fortran-ordered inputs need no reordering) and gathered once
-into the network's column batch; the outputs are Fortran-ordered views into one result block, so writing them back
-into WRF's arrays is one ``np.copyto`` each (or pass ``out=`` arrays to :meth:`MSKFSurrogate.step`).
+Copies: float32 inputs are wrapped without copying (``torch.from_numpy``; on a GPU each is one contiguous
+transfer) and gathered once into the network's column batch; the held tendencies are only read when some column
+holds them (incoming NCA >= 0.5 dt). The outputs are Fortran-ordered views into one result block, so writing them
+back into WRF's arrays is one ``np.copyto`` each (or pass ``out=`` arrays to :meth:`MSKFSurrogate.step`).
 """
 
 from __future__ import annotations
@@ -68,23 +69,22 @@ class MSKFSurrogate:
         copied into those arrays (e.g. WRF's own buffers) and those arrays are returned.
         """
         ni, nk, nj = self._shape(state)
-        f32 = np.float32
-        prof = np.empty((ni, nk, nj, len(TILE_PROFILES)), dtype=f32, order="F")
-        for c, name in enumerate(TILE_PROFILES):
-            prof[..., c] = state[name]
-        sfc = np.zeros((ni, nj, len(TILE_SURFACE)), dtype=f32, order="F")
-        for c, name in enumerate(TILE_SURFACE):
-            if name in state:
-                sfc[..., c] = state[name]
-        held = np.zeros((ni, nk, nj, len(HELD)), dtype=f32, order="F")
-        if "nca" in state:
-            for c, name in enumerate(HELD):
-                if name in state:
-                    held[..., c] = state[name]
-        params = torch.tensor([dt, w0avg_length(dt, cudt)], dtype=torch.float32)
-        w = torch.from_numpy(np.asarray(state["w"], dtype=f32))
-        tend, col, w0avg = self.tile(*(t.to(self.device) for t in (
-            torch.from_numpy(prof), w, torch.from_numpy(sfc), torch.from_numpy(held), params)))
+        dev = self.device
+
+        def tensor(name: str) -> torch.Tensor:  # no copy on the CPU for float32 input; one transfer to a GPU
+            return torch.from_numpy(np.asarray(state[name], dtype=np.float32)).to(dev)
+
+        zeros2d = torch.zeros((ni, nj), dtype=torch.float32, device=dev)
+        prof = torch.stack([tensor(n) for n in TILE_PROFILES], dim=-1)
+        sfc = torch.stack([tensor(n) if n in state else zeros2d for n in TILE_SURFACE], dim=-1)
+        nca = state.get("nca")
+        if nca is not None and bool(np.any(np.asarray(nca) >= 0.5 * dt)):
+            zeros3d = torch.zeros((ni, nk, nj), dtype=torch.float32, device=dev)
+            held = torch.stack([tensor(n) if n in state else zeros3d for n in HELD], dim=-1)
+        else:  # nothing is held: the held tendencies are never read
+            held = torch.zeros((ni, nk, nj, len(HELD)), dtype=torch.float32, device=dev)
+        params = torch.tensor([dt, w0avg_length(dt, cudt)], dtype=torch.float32, device=dev)
+        tend, col, w0avg = self.tile(prof, tensor("w"), sfc, held, params)
         tend, col, w0avg = tend.cpu().numpy(), col.cpu().numpy(), w0avg.cpu().numpy()
         result = {name: tend[..., c] for c, name in enumerate(HELD)}
         result.update({name: col[..., c] for c, name in enumerate(TILE_COLUMN)})
