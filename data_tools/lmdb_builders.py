@@ -40,7 +40,8 @@ def write_oc20_lmdb(path: str | os.PathLike, frames: Iterable[tuple[Any, int, in
                         cell=torch.tensor(np.asarray(atoms.cell[:]), dtype=torch.float32).view(1, 3, 3),
                         atomic_numbers=torch.tensor(atoms.numbers, dtype=torch.float32), natoms=len(atoms),
                         tags=torch.tensor(atoms.get_tags(), dtype=torch.long), fixed=torch.from_numpy(fixed),
-                        force=torch.tensor(atoms.get_forces(), dtype=torch.float32), sid=int(sid), fid=int(fid))
+                        force=torch.tensor(atoms.get_forces(apply_constraint=False), dtype=torch.float32),
+                        sid=int(sid), fid=int(fid))
             data[total_energy_key] = float(atoms.get_potential_energy())
             txn.put(str(n).encode(), pickle.dumps(data, protocol=-1))
             n += 1
@@ -51,7 +52,7 @@ def write_oc20_lmdb(path: str | os.PathLike, frames: Iterable[tuple[Any, int, in
 
 def pubchemqcr_step(atoms: Any) -> dict[str, Any]:
     """One optimisation step in PubChemQCR units: coordinates Angstrom, energy Hartree, gradient Hartree/Bohr."""
-    pos, grad = atoms.positions, -atoms.get_forces() / (Hartree / Bohr)
+    pos, grad = atoms.positions, -atoms.get_forces(apply_constraint=False) / (Hartree / Bohr)
     symbols = atoms.get_chemical_symbols()
     return {"coordinates": [{"atom": s, "charge": 0.0, "x": float(p[0]), "y": float(p[1]), "z": float(p[2])}
                             for s, p in zip(symbols, pos)],

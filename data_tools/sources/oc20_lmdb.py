@@ -60,7 +60,7 @@ def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[int, 
         try:
             fields = loads_pyg(value)
         except DataError as exc:
-            raise DataError(f"{path}: key {key.decode(errors='replace')}: {exc}") from None
+            raise type(exc)(f"{path}: key {key.decode(errors='replace')}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - truncated/corrupt pickles raise many types
             yield index, f"undecodable record (key {key.decode(errors='replace')}): {type(exc).__name__}: {exc}"
             continue

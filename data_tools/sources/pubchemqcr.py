@@ -100,7 +100,7 @@ def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[str, 
         try:
             record = loads_plain(gzip.decompress(value))
         except DataError as exc:
-            raise DataError(f"{path}: CID {name}: {exc}") from None
+            raise type(exc)(f"{path}: CID {name}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - corrupt gzip/pickle raise many types
             yield f"CID {name}", f"undecodable record: {type(exc).__name__}: {exc}"
             continue
