@@ -61,6 +61,7 @@ def iofields_lines(variables: Iterable[str]) -> list[str]:
 
 def missing_message(path: str, missing: list[str], wanted: Iterable[str] = ()) -> str:
     """A user-facing explanation of which variables ``path`` lacks and how to make WRF write them."""
+    wanted = list(wanted)
     needed_by = {m: [w for w in wanted if m in SOURCES.get(w, (w,)) and w != m] for m in missing}
     listed = ", ".join(m + (f" (needed for {', '.join(needed_by[m])})" if needed_by[m] else "") for m in missing)
     restart = [m for m in missing if m in RESTART_ONLY]
