@@ -11,6 +11,7 @@ import importlib
 #: bench sub-command -> module (with add_arguments(parser), run(args), and a one-line module docstring)
 BENCHMARKS: dict[str, str] = {
     "tp": "sciml.bench.tp",
+    "data": "sciml.bench.data",
 }
 
 
