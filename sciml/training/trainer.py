@@ -128,9 +128,9 @@ class Trainer:
     # -- setup --------------------------------------------------------------------------------------------
     def _configure_backends(self) -> None:
         if self.tcfg["deterministic"]:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
             torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(self.tcfg["deterministic"])
         if self.ctx.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = self.tcfg["tf32"]
             torch.backends.cudnn.allow_tf32 = self.tcfg["tf32"]
@@ -231,7 +231,9 @@ class Trainer:
                 batches_this_run += self._train_epoch(bar)
                 if self._epoch_val_due() and not self._validated_now():
                     self._validate_and_save(bar)
-            if not self._validated_now():
+            if self._validated_now():
+                self._save()  # the state after the last step (epoch counter included)
+            else:
                 self._validate_and_save(bar)
         finally:
             bar.close()
@@ -389,6 +391,7 @@ class Trainer:
         self.history.append(row)
         if self.log is not None:
             self.log.log_validation(self.history)
-            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
-            bar.write(shown + ("  (best)" if improved else ""))
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                              if not k.startswith("train_") or k == "train_loss")
+            bar.write(shown + ("  (best)" if improved else "") + f"  [all metrics: {self.outdir / 'metrics.csv'}]")
         self._save(best=improved)
