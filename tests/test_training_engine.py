@@ -357,6 +357,35 @@ def test_resume_after_sigkill_is_bit_identical(acac_features: Path, tmp_path: Pa
     assert (tmp_path / "cut" / "metrics.csv").read_text() == (tmp_path / "ref" / "metrics.csv").read_text()
 
 
+def test_graceful_stops_then_resume_match_uninterrupted_run(acac_features: Path, tmp_path: Path) -> None:
+    """SIGTERM and train.max_time_s stop at a step boundary with last.pt written; resuming twice gives the same
+    final state as one uninterrupted run (in process: same threads, so bit-identical)."""
+    import threading
+
+    from sciml.training.config import validate_config
+    from sciml.training.trainer import Trainer
+
+    data = {"path": str(acac_features), "sleep_s": 0.01}
+    ref = train_in_process(make_config(acac_features, tmp_path / "ref", data=data, train={"ema_decay": 0.9}))
+    cfg = make_config(acac_features, tmp_path / "cut", data=data, train={"ema_decay": 0.9})
+    trainer = Trainer(validate_config(cfg))
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    first = trainer.run()
+    assert first["stopped"] == "SIGTERM received" and 0 < first["steps"] < 75
+    assert _final_state(tmp_path / "cut")["step"] == first["steps"]
+    cfg["train"]["max_time_s"] = 0.2
+    second = train_in_process(cfg, resume=True)
+    assert second["stopped"] == "train.max_time_s = 0.2 s reached" and first["steps"] < second["steps"] < 75
+    cfg["train"]["max_time_s"] = 0.0
+    final = train_in_process(cfg, resume=True)
+    assert final["stopped"] == "" and final["steps"] == ref["steps"] == 75
+    a, b = _final_state(tmp_path / "ref"), _final_state(tmp_path / "cut")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+        assert torch.equal(a["ema"]["weights"][key], b["ema"]["weights"][key]), key
+    assert a["history"] == b["history"]
+
+
 def test_resume_refuses_changed_model_and_existing_run(acac_features: Path, tmp_path: Path) -> None:
     from sciml.errors import ConfigError
 

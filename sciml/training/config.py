@@ -50,6 +50,7 @@ ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
         "val_every_steps": 0,  # and/or every N optimiser steps (0 = off)
         "checkpoint_every_steps": 0,  # write last.pt every N steps (0 = only at validations and the end)
         "nan_policy": "stop",  # stop | skip
+        "max_time_s": 0.0,  # stop cleanly (last.pt at a step boundary) after this much training time; 0 = off
         "log_every": 10,  # steps between progress-bar/TensorBoard updates
         "progress": True,  # tqdm progress bar on rank 0
         "find_unused_parameters": False,  # DDP option
@@ -145,6 +146,8 @@ def _check_engine_values(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"{sec}.{key} must be >= 0, got {cfg[sec][key]}")
     if train["max_epochs"] == 0 and train["max_steps"] == 0:
         raise ConfigError("train.max_epochs and train.max_steps are both 0: set at least one limit")
+    if train["max_time_s"] < 0:
+        raise ConfigError(f"train.max_time_s must be >= 0, got {train['max_time_s']}")
     if train["log_every"] < 1:
         raise ConfigError(f"train.log_every must be >= 1, got {train['log_every']}")
     if not 0.0 <= train["ema_decay"] < 1.0:

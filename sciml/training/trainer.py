@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -108,6 +109,9 @@ class Trainer:
         self.nan_skipped = 0
         self.history: list[dict[str, Any]] = []
         self.train_sums: dict[str, torch.Tensor] = {}
+        self.stop_reason = ""  # set on all ranks when a stop was requested (signal or train.max_time_s)
+        self._signalled = ""
+        self._t_start = time.perf_counter()
         if resume:
             self._load_state(load_checkpoint(self.outdir / "last.pt"))
 
@@ -220,36 +224,71 @@ class Trainer:
                                                                           self.epoch >= t["max_epochs"]))
 
     def run(self) -> dict[str, Any]:
-        """Train until ``max_steps`` / ``max_epochs``; returns a summary (steps, epochs, best score, last metrics)."""
+        """Train until ``max_steps`` / ``max_epochs`` (or a graceful stop: SIGTERM/SIGINT/SIGUSR1 or
+        ``train.max_time_s``, after which ``last.pt`` is written at the step boundary); returns a summary."""
         from tqdm.auto import tqdm
 
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True, mininterval=1.0,
                    disable=not (self.ctx.is_main and self.tcfg["progress"]))
         batches_this_run = 0
+        self._t_start = time.perf_counter()
+        previous = self._install_stop_handlers()
         try:
-            while not self._done():
+            while not self._done() and not self.stop_reason:
                 batches_this_run += self._train_epoch(bar)
                 if self._epoch_val_due() and not self._validated_now():
                     self._validate_and_save(bar)
-            if self._validated_now():
+            if self._validated_now() or self.stop_reason:
                 self._save()  # the state after the last step (epoch counter included)
             else:
                 self._validate_and_save(bar)
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             bar.close()
             if self.log is not None:
                 self.log.close()
         summary = {"steps": self.step, "epochs": self.epoch, "best_score": self.best_score,
                    "nan_skipped": self.nan_skipped, "last": self.history[-1] if self.history else {},
-                   "output_dir": str(self.outdir)}
-        print(f"rank {self.ctx.rank}/{self.ctx.world_size}: done at step {self.step} (epoch {self.epoch}); "
-              f"{batches_this_run} batches in this run; {self.nan_skipped} non-finite batches skipped", flush=True)
+                   "stopped": self.stop_reason, "output_dir": str(self.outdir)}
+        print(f"rank {self.ctx.rank}/{self.ctx.world_size}: {'stopped' if self.stop_reason else 'done'} at step "
+              f"{self.step} (epoch {self.epoch}); {batches_this_run} batches in this run; {self.nan_skipped} "
+              "non-finite batches skipped", flush=True)
         if self.ctx.is_main:
             atomic_write_text(self.outdir / "summary.json", json.dumps(summary, indent=1, default=float) + "\n")
+            if self.stop_reason:
+                print(f"stopped early ({self.stop_reason}); {self.outdir / 'last.pt'} written: continue with "
+                      "--resume", flush=True)
             print(f"best score {self.best_score:.6g}; last.pt, best.pt, metrics.csv and learning_curve.png in "
                   f"{self.outdir}", flush=True)
         D.barrier(self.ctx)
         return summary
+
+    def _install_stop_handlers(self) -> dict[int, Any]:
+        """SIGTERM / SIGUSR1 / a first SIGINT request a stop at the next step boundary (a second SIGINT aborts)."""
+        def request(signum: int, frame: Any) -> None:
+            if self._signalled and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._signalled = signal.Signals(signum).name
+
+        previous: dict[int, Any] = {}
+        for name in ("SIGTERM", "SIGINT", "SIGUSR1"):
+            sig = getattr(signal, name, None)
+            if sig is None:
+                continue
+            try:
+                previous[sig] = signal.signal(sig, request)
+            except ValueError:  # not the main thread: leave signals alone
+                break
+        return previous
+
+    def _local_stop_request(self) -> str:
+        if self._signalled:
+            return f"{self._signalled} received"
+        limit = self.tcfg["max_time_s"]
+        if limit and time.perf_counter() - self._t_start > limit:
+            return f"train.max_time_s = {limit:g} s reached"
+        return ""
 
     def _validated_now(self) -> bool:
         return bool(self.history) and self.history[-1]["step"] == self.step
@@ -297,7 +336,7 @@ class Trainer:
                 self._validate_and_save(bar)
             elif self.tcfg["checkpoint_every_steps"] and self.step % self.tcfg["checkpoint_every_steps"] == 0:
                 self._save()
-            if self.tcfg["max_steps"] and self.step >= self.tcfg["max_steps"]:
+            if self.stop_reason or (self.tcfg["max_steps"] and self.step >= self.tcfg["max_steps"]):
                 break
         if self.consumed >= epoch_length:
             self.epoch += 1
@@ -310,7 +349,12 @@ class Trainer:
         with self._amp():
             loss, metrics = self.task.loss(self.ddp_model, batch)
         local = loss.detach().float().reshape(1)
-        global_loss = float(D.all_reduce_sum(local.clone(), self.ctx).item()) / self.ctx.world_size
+        request = self._local_stop_request()
+        pooled = D.all_reduce_sum(torch.cat([local, local.new_tensor([1.0 if request else 0.0])]), self.ctx)
+        loss_sum, stop_votes = pooled.tolist()
+        global_loss = loss_sum / self.ctx.world_size
+        if stop_votes and not self.stop_reason:  # every rank stops after this same step
+            self.stop_reason = request or "stop requested on another rank"
         if not math.isfinite(global_loss):
             return self._non_finite("loss", float(local.item()), indices)
         self.optimizer.zero_grad(set_to_none=True)
