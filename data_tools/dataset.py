@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,14 +64,16 @@ class AtomsDataset(torch.utils.data.Dataset):
 
     When all per-frame arrays (energy, cell, ...; ~110 bytes/frame) fit in ``frame_cache_mb`` they are loaded into
     RAM once (shared with forked workers), so a frame costs only its per-atom reads; larger data sets read them
-    on demand.
+    on demand. ``dataset[i]`` reads just frame i; ``__getitems__`` (what a DataLoader with a batch sampler calls)
+    reads aligned blocks of ``block_frames`` frames into a per-process LRU cache of ``cache_blocks`` blocks, which
+    matches the block-shuffling sampler (use the same ``block_frames`` for both).
 
     Attributes held in RAM: ``natoms`` and ``groups`` (int64 [len]), ``shard_paths``, ``energy_convention``,
     ``element_reference_energies`` ({Z: eV}), ``elements``.
     """
 
     def __init__(self, paths: PathsLike, indices: Sequence[int] | np.ndarray | None = None,
-                 block_frames: int = 256, frame_cache_mb: float = 64.0):
+                 block_frames: int = 256, frame_cache_mb: float = 64.0, cache_blocks: int = 64):
         self.shard_paths, file_indices = resolve_paths(paths)
         if indices is None:
             indices = file_indices
@@ -111,8 +114,9 @@ class AtomsDataset(torch.utils.data.Dataset):
         all_natoms, all_groups = np.concatenate(natoms), np.concatenate(groups)
         self.natoms = all_natoms[self.indices]
         self.groups = all_groups[self.indices]
-        self.block_frames = int(block_frames)
+        self.block_frames, self.cache_blocks = int(block_frames), int(cache_blocks)
         self._readers: dict[int, ShardReader] = {}
+        self._cache: OrderedDict[tuple[int, int], dict[str, Any]] = OrderedDict()
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -120,12 +124,12 @@ class AtomsDataset(torch.utils.data.Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_readers"] = {}
+        state["_readers"], state["_cache"] = {}, OrderedDict()
         return state
 
     def _reader(self, shard: int) -> ShardReader:
         if self._pid != os.getpid():  # forked worker: never reuse the parent's HDF5 handles
-            self._readers, self._pid = {}, os.getpid()
+            self._readers, self._cache, self._pid = {}, OrderedDict(), os.getpid()
         reader = self._readers.get(shard)
         if reader is None:
             reader = self._readers[shard] = ShardReader(self.shard_paths[shard])
@@ -138,29 +142,33 @@ class AtomsDataset(torch.utils.data.Dataset):
         return shard, g - self._starts[shard]
 
     def __getitem__(self, idx: int) -> Data:
+        """One frame, read with the fewest bytes (one slice per array, no block cache): the random-access path."""
         if not -len(self) <= idx < len(self):
             raise IndexError(f"index {idx} out of range for a dataset of {len(self)} frames")
-        return self.__getitems__([idx % len(self)])[0]
+        shard, local = self.locate(np.array([idx % len(self)]))
+        s, lo = int(shard[0]), int(local[0])
+        return _frame(tensor_block(self._reader(s).read_range(lo, lo + 1, self._columns[s])), 0, copy=False)
 
     def __getitems__(self, idx: Sequence[int]) -> list[Data]:
-        """Frames at positions ``idx`` (any order). Frames of the same shard within ``block_frames`` of each other
-        are read with one slice per array, so block-shuffled batches cost a few reads each."""
-        idx = np.asarray(idx, dtype=np.int64)
-        shard, local = self.locate(idx)
-        order = np.lexsort((local, shard))
-        out: list[Data | None] = [None] * len(idx)
-        i = 0
-        while i < len(order):
-            s, lo = shard[order[i]], local[order[i]]
-            j = i + 1
-            while j < len(order) and shard[order[j]] == s and local[order[j]] - lo < self.block_frames:
-                j += 1
-            hi = int(local[order[j - 1]]) + 1
-            block = self._reader(int(s)).read_range(int(lo), hi, self._columns[s])
-            for k in order[i:j]:
-                out[k] = frame_to_data(block, int(local[k] - lo))
-            i = j
-        return out  # type: ignore[return-value]
+        """Frames at positions ``idx`` (any order; used by DataLoader for a whole batch). Reads go through an LRU
+        cache of aligned ``block_frames`` blocks per process, so block-shuffled batches read each block once."""
+        shard, local = self.locate(np.asarray(idx, dtype=np.int64))
+        bf = self.block_frames
+        return [_frame(self._block(int(s), int(j) // bf), int(j) % bf, copy=True) for s, j in zip(shard, local)]
+
+    def _block(self, shard: int, number: int) -> dict[str, Any]:
+        reader = self._reader(shard)  # also resets the cache in a new process
+        key = (shard, number)
+        block = self._cache.get(key)
+        if block is None:
+            lo = number * self.block_frames
+            hi = min(lo + self.block_frames, reader.n_frames)
+            block = self._cache[key] = tensor_block(reader.read_range(lo, hi, self._columns[shard]))
+            if len(self._cache) > self.cache_blocks:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return block
 
     def read_block(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Raw numpy arrays of dataset positions ``start:stop`` when they are consecutive frames of one shard
@@ -172,29 +180,31 @@ class AtomsDataset(torch.utils.data.Dataset):
         return self._reader(s).read_range(int(local[0]), int(local[-1]) + 1, self._columns[s])
 
 
-def frame_to_data(block: dict[str, np.ndarray], k: int) -> Data:
-    """Frame ``k`` of a block from :meth:`ShardReader.read_range` as a ``Data`` object (dtypes: module docstring)."""
-    a, b = int(block["offsets"][k]), int(block["offsets"][k + 1])
-    t = torch.from_numpy
-    fields: dict[str, torch.Tensor] = {
-        "z": t(block["numbers"][a:b].astype(np.int64)),
-        "pos": t(block["positions"][a:b]),
-        "energy": t(block["energy"][k:k + 1]),
-        "cell": t(block["cell"][k:k + 1].astype(np.float32)),
-        "pbc": t(block["pbc"][k:k + 1].astype(bool)),
-        "fixed": t(block["fixed"][a:b].astype(bool)),
-        "tags": t(block["tags"][a:b].astype(np.int64)),
-        "natoms": t(block["natoms"][k:k + 1]),
-    }
-    if "forces" in block:
-        fields["forces"] = t(block["forces"][a:b])
-    for name in _LONG_FRAME:
-        if name in block:
-            fields[name] = t(block[name][k:k + 1].astype(np.int64))
-    if "ref_energy" in block:
-        fields["ref_energy"] = t(block["ref_energy"][k:k + 1])
-    if "stress" in block:
-        fields["stress"] = t(block["stress"][k:k + 1].astype(np.float32))
+#: stored array -> (item field, torch dtype); per-atom fields first
+_ATOM_MAP = {"numbers": ("z", torch.long), "positions": ("pos", torch.float32), "forces": ("forces", torch.float32),
+             "fixed": ("fixed", torch.bool), "tags": ("tags", torch.long)}
+_FRAME_MAP = {"energy": ("energy", torch.float64), "cell": ("cell", torch.float32), "pbc": ("pbc", torch.bool),
+              "natoms": ("natoms", torch.long), "ref_energy": ("ref_energy", torch.float64),
+              "stress": ("stress", torch.float32), **{k: (k, torch.long) for k in _LONG_FRAME}}
+
+
+def tensor_block(block: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Convert a :meth:`ShardReader.read_range` block to item dtypes once: {"atoms": {field: tensor},
+    "frames": {field: tensor}, "offsets": list of atom offsets}."""
+    def conv(arr: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(arr)).to(dtype)
+
+    return {"atoms": {f: conv(block[k], dt) for k, (f, dt) in _ATOM_MAP.items() if k in block},
+            "frames": {f: conv(block[k], dt) for k, (f, dt) in _FRAME_MAP.items() if k in block},
+            "offsets": block["offsets"].tolist()}
+
+
+def _frame(block: dict[str, Any], k: int, copy: bool) -> Data:
+    a, b = block["offsets"][k], block["offsets"][k + 1]
+    fields = {f: t[a:b] for f, t in block["atoms"].items()}
+    fields.update({f: t[k:k + 1] for f, t in block["frames"].items()})
+    if copy:  # items must not alias the block cache
+        fields = {f: t.clone() for f, t in fields.items()}
     data = Data()
     data._store._mapping.update(fields)  # same result as Data(**fields), ~10x faster (no per-key __setattr__)
     return data

@@ -1,0 +1,228 @@
+"""Data pipeline throughput: HDF5 block / random / DataLoader reads vs ase.io.read, and converter frames/s.
+
+Builds a page-cached shard of ``--frames`` real molecules (AcAc 15 atoms, plus 3BPA 27 atoms when ../shared is
+there: mean about 21 atoms) and times: 256-frame block reads (raw arrays and as Data objects), random single-frame
+``dataset[i]``, and the full DataLoader path (block-shuffling sampler, 2 workers, collated PyG batches); each beside
+``ase.io.read`` of the same molecules from their extxyz. Then every converter's frames/s on files in its format.
+Rates are the best of ``--repeats`` runs (the median is in the JSON). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", type=int, default=50_000, help="frames in the read-benchmark shard (default 50000)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repetitions per measurement (best is reported)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
+    p.add_argument("--shared", type=Path, default=REPO.parent / "shared",
+                   help="folder with mlip_data/ (default ../shared; the bundled AcAc sample is used without it)")
+    p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "bench_data.json",
+                   help="raw results (default benchmarks/results/bench_data.json)")
+    p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary folder)")
+
+
+def _rates(fn: Callable[[], int], repeats: int) -> dict[str, float]:
+    """Run ``fn`` (returns items processed) ``repeats`` times; best and median items/s."""
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n = fn()
+        rates.append(n / (time.perf_counter() - t0))
+    return {"best": max(rates), "median": statistics.median(rates)}
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), model)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    import h5py
+    import torch
+
+    return {"cpu": model, "cores": os.cpu_count(), "load_avg_1_5_15": list(os.getloadavg()),
+            "python": platform.python_version(), "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version,
+            "torch": torch.__version__, "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _sources(shared: Path) -> list[Path]:
+    acac = shared / "mlip_data" / "acac" / "train_300K.xyz"
+    bpa = shared / "mlip_data" / "3bpa" / "train_300K.xyz"
+    if acac.exists() and bpa.exists():
+        return [acac, bpa]
+    return [REPO / "examples" / "data" / "acac" / "train_300K.xyz"]
+
+
+def build_shard(sources: list[Path], path: Path, n_frames: int) -> None:
+    """Replicate the real molecules of ``sources`` into one shard of ``n_frames`` frames (interleaved)."""
+    import ase.io
+
+    from data_tools.sources.ase_files import atoms_to_frame
+    from data_tools.writer import AtomsWriter
+
+    frames = [atoms_to_frame(a, 0, 0) for src in sources for a in ase.io.read(src, ":")]
+    order = np.random.default_rng(0).permutation(len(frames))
+    writer = AtomsWriter(path)
+    for i in range(n_frames):
+        frame = frames[order[i % len(frames)]]
+        frame.group, frame.frame_id = i, i
+        writer.append(frame)
+    writer.finish()
+
+
+def read_benchmarks(shard: Path, sources: list[Path], repeats: int, workers: int) -> dict[str, Any]:
+    import ase.io
+    import torch
+
+    from data_tools.dataset import AtomsDataset, collate_atoms
+    from data_tools.sampler import BlockShuffleBatchSampler
+
+    ds = AtomsDataset(shard)
+    n = len(ds)
+    out: dict[str, Any] = {"frames": n, "mean_atoms": float(ds.natoms.mean())}
+
+    def blocks_raw() -> int:
+        for start in range(0, n, 256):
+            ds.read_block(start, min(start + 256, n))
+        return n
+
+    def blocks_data() -> int:
+        for start in range(0, n, 256):
+            ds.__getitems__(range(start, min(start + 256, n)))
+        return n
+
+    rng = np.random.default_rng(1)
+    picks = rng.integers(0, n, min(n, 20_000))
+
+    def random_single() -> int:
+        for i in picks:
+            ds[int(i)]
+        return len(picks)
+
+    out["block_raw"] = _rates(blocks_raw, repeats)
+    out["block_data"] = _rates(blocks_data, repeats)
+    out["random_single"] = _rates(random_single, repeats)
+
+    sampler = BlockShuffleBatchSampler(ds.natoms, max_atoms=1024, seed=0)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate_atoms, num_workers=workers,
+                                         persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+    epoch = iter(range(1, 1000))
+
+    def loader_epoch() -> int:
+        sampler.set_epoch(next(epoch))
+        return sum(batch.num_graphs for batch in loader)
+
+    loader_epoch()  # starts the workers
+    out["dataloader"] = _rates(loader_epoch, repeats)
+    out["dataloader"]["workers"] = workers
+    out["dataloader"]["max_atoms"] = 1024
+
+    # ase.io.read of the same molecules from their extxyz
+    n_src = sum(1 for src in sources for _ in ase.io.iread(src, ":"))
+    out["ase_sequential"] = _rates(lambda: sum(len(ase.io.read(src, ":")) for src in sources), repeats)
+    lengths = [len(ase.io.read(src, ":")) for src in sources]
+    pick = [(src, int(i)) for src, m in zip(sources, lengths) for i in rng.integers(0, m, 10)]
+    out["ase_random"] = _rates(lambda: len([ase.io.read(src, index=i) for src, i in pick]), 1)
+    out["ase_frames"] = n_src
+    return out
+
+
+def convert_benchmarks(sources: list[Path], shared: Path, work: Path) -> dict[str, Any]:
+    import ase.io
+
+    from data_tools.convert import ConvertOptions, convert
+    from data_tools.lmdb_builders import write_oc20_lmdb, write_pubchemqcr_lmdb
+
+    quiet = ConvertOptions(progress=False)
+    res: dict[str, Any] = {}
+
+    def timed(name: str, inputs: list[Path], opts: ConvertOptions) -> None:
+        r = convert(inputs, work / f"{name}.h5", opts)
+        res[name] = {"frames": r.n_frames, "mean_atoms": r.n_atoms / r.n_frames, "seconds": r.seconds,
+                     "frames_per_s": r.n_frames / r.seconds}
+
+    timed("ase-extxyz", sources, quiet)
+    toy_src = shared / "oc_samples" / "toy_c3h8_relax.extxyz"
+    if not toy_src.exists():
+        toy_src = REPO / "examples" / "data" / "oc20" / "toy_c3h8_relax.extxyz"
+    toy = ase.io.read(toy_src, ":")
+    reps = 10
+    (work / "0.extxyz").write_text(toy_src.read_text() * reps)
+    (work / "0.txt").write_text("".join(f"random{i % 7},frame{i},-1.5\n" for i in range(len(toy) * reps)))
+    timed("oc20-extxyz", [work / "0.extxyz"], quiet)
+    write_oc20_lmdb(work / "data.0000.lmdb", [(a, 1, i) for i, a in enumerate(toy * reps)])
+    timed("oc20-lmdb", [work / "data.0000.lmdb"], quiet)
+    mols = [a for src in sources for a in ase.io.read(src, ":")]
+    for shard in range(2):  # 2 LMDB shards of 50 molecules x 20 DFT steps (+ 5 PM3, 5 HF steps each)
+        recs = [(shard * 1000 + m, {"pm3": mols[:5], "hf": mols[5:10], "DFT_1st": mols[m * 20 % 900:][:20],
+                                    "DFT_2nd": None}) for m in range(50)]
+        write_pubchemqcr_lmdb(work / f"Data{shard:02d}.lmdb", recs)
+    timed("pubchemqcr", [work / "Data00.lmdb"], quiet)
+    timed("pubchemqcr-2shards-2workers", [work / "Data00.lmdb", work / "Data01.lmdb"],
+          ConvertOptions(progress=False, workers=2))
+    return res
+
+
+def markdown(result: dict[str, Any]) -> str:
+    r, c, m = result["read"], result["convert"], result["machine"]
+
+    def f(x: float) -> str:
+        return f"{x:,.0f}"
+
+    ase_seq, ase_rand = r["ase_sequential"]["best"], r["ase_random"]["best"]
+    rows = [("block reads, 256-frame slices -> numpy arrays", r["block_raw"], ase_seq, "100,000"),
+            ("block reads -> `Data` objects", r["block_data"], ase_seq, ""),
+            ("random single-frame `dataset[i]`", r["random_single"], ase_rand, "10,000"),
+            (f"DataLoader, {r['dataloader']['workers']} workers, block-shuffled, collated batches "
+             f"(<= {r['dataloader']['max_atoms']} atoms)", r["dataloader"], ase_seq, "10,000")]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; load average at start {m['load_avg_1_5_15'][0]:.1f}; "
+             f"h5py {m['h5py']} / HDF5 {m['hdf5']}, torch {m['torch']}; {m['time_utc']}.",
+             f"Shard: {r['frames']:,} frames, mean {r['mean_atoms']:.1f} atoms/frame, page-cached. "
+             "Rates in frames/s, best (median) of the repeats.", "",
+             "| read path | sciml HDF5 | ase.io.read extxyz | ratio | target |", "|---|---|---|---|---|"]
+    for name, ours, ase_rate, target in rows:
+        lines.append(f"| {name} | {f(ours['best'])} ({f(ours['median'])}) | {f(ase_rate)} | "
+                     f"{ours['best'] / ase_rate:,.0f}x | {target} |")
+    lines += ["", "ase.io.read columns: whole-file sequential parse (`index=':'`) for block and loader rows, "
+              "`index=i` for random frames.", "",
+              "| converter | frames | atoms/frame | frames/s |", "|---|---|---|---|"]
+    for name, v in c.items():
+        lines.append(f"| {name} | {v['frames']:,} | {v['mean_atoms']:.0f} | {f(v['frames_per_s'])} |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sources = _sources(args.shared)
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        work = Path(tmp)
+        build_shard(sources, work / "bench.h5", args.frames)
+        result = {"machine": machine(),
+                  "read": read_benchmarks(work / "bench.h5", sources, args.repeats, args.workers),
+                  "convert": convert_benchmarks(sources, args.shared, work)}
+    result["machine"]["load_avg_at_end"] = list(os.getloadavg())
+    if args.json:
+        from sciml.utils.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=2))
+    print(markdown(result))
+    if args.json:
+        print(f"\nraw results: {args.json}")
+    return 0
