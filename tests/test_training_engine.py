@@ -1,6 +1,6 @@
 """The training engine on a tiny real regression: acetylacetone DFT energies from inverse interatomic distances.
 
-The test-only task :class:`AcacEnergyTask` lives here and is passed to configs as ``test_training_engine:AcacEnergyTask``
+The test-only task :class:`AcacEnergyTask` lives here; configs name it ``test_training_engine:AcacEnergyTask``
 (subprocess runs put this folder on ``PYTHONPATH``).
 """
 
@@ -133,8 +133,9 @@ def write_config(cfg: dict[str, Any], path: Path) -> Path:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    return env
+    """Subprocess environment: one thread (bit-identical runs) and this folder importable (the test task)."""
+    return dict(os.environ, OMP_NUM_THREADS="1",
+                PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
 
 
 def sciml_cmd(*args: str) -> list[str]:
@@ -448,3 +449,15 @@ def test_docs_example_config_is_valid(repo_dir: Path) -> None:
     example = re.search(r"### Full example\n\n```yaml\n(.*?)```", text, re.S).group(1)
     cfg = validate_config(yaml.safe_load(example))
     assert cfg["task"] == "potential" and cfg["optim"]["amsgrad"] is True
+
+
+def test_numpy_in_sampler_state_stays_weights_only_loadable(tmp_path: Path) -> None:
+    import numpy as np
+
+    from sciml.training.checkpoint import load_checkpoint, save_checkpoint, to_plain
+
+    state = {"epoch": np.int64(3), "order": np.arange(4), "pair": (np.float32(0.5), 2)}
+    save_checkpoint(tmp_path / "c.pt", {"sampler": to_plain(state)})
+    loaded = load_checkpoint(tmp_path / "c.pt")["sampler"]
+    assert loaded["epoch"] == 3 and type(loaded["epoch"]) is int
+    assert torch.equal(loaded["order"], torch.arange(4)) and loaded["pair"] == (0.5, 2)

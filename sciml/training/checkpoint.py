@@ -5,8 +5,9 @@ A checkpoint is a dict of tensors and primitives only (no pickled classes):
 ``format``/``version``, ``config`` (the full validated config), ``task`` (its name), ``model`` (state dict),
 ``ema`` (``{"decay", "updates", "weights"}`` or ``None``), ``optimizer``, ``scheduler``, ``sampler``
 (``{"epoch", "batches_consumed", "state"}``), ``rng`` (python, numpy, torch CPU and CUDA states), ``step``,
-``epoch``, ``best_score``, ``nan_skipped``, ``train_sums`` (metric sums since the last validation) and ``history``
-(one dict of metrics per validation).
+``epoch``, ``best_score``, ``nan_skipped``, ``train_sums`` (metric sums since the last validation), ``history``
+(one dict of metrics per validation), ``step_log`` (``[step, training loss, lr]`` every ``log_every`` steps),
+``interval`` (loss sum and steps since the last ``step_log`` row) and ``world_size``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def to_plain(obj: Any) -> Any:
+    """NumPy scalars/arrays in task-provided state (a sampler's ``state_dict``, metric rows) as Python numbers and
+    tensors, so the checkpoint stays loadable with ``weights_only=True``."""
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_plain(v) for v in obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    return obj
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -93,7 +108,8 @@ def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = 
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise DataError(f"checkpoint {checkpoint_path}: weights do not fit the model its config builds: {exc}") from None
+        raise DataError(f"checkpoint {checkpoint_path}: weights do not fit the model its config builds: "
+                        f"{exc}") from None
     model.to(device=device)
     if dtype is not None:
         model.to(dtype=dtype)

@@ -23,7 +23,7 @@ from torch import nn
 
 from sciml.errors import ConfigError, SciMLError
 from sciml.training import distributed as D
-from sciml.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from sciml.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, to_plain
 from sciml.training.ema import EMA
 from sciml.training.loaders import SkippingBatchSampler, make_loader
 from sciml.training.schedules import LRSchedule
@@ -47,7 +47,7 @@ def _seed_everything(seed: int) -> None:
 
 def _add_sums(sums: dict[str, torch.Tensor], metrics: dict[str, torch.Tensor]) -> None:
     for key, value in metrics.items():
-        v = value.detach().to(torch.float64).sum()
+        v = torch.as_tensor(value).detach().to(torch.float64).sum()
         sums[key] = sums[key] + v if key in sums else v
 
 
@@ -108,6 +108,8 @@ class Trainer:
         self.best_score = math.inf
         self.nan_skipped = 0
         self.history: list[dict[str, Any]] = []
+        self.step_log: list[list[float]] = []  # [step, mean training loss over the interval, lr] every log_every
+        self.interval: list[float] = [0.0, 0]  # loss sum and steps since the last step_log row
         self.train_sums: dict[str, torch.Tensor] = {}
         self.stop_reason = ""  # set on all ranks when a stop was requested (signal or train.max_time_s)
         self._signalled = ""
@@ -165,10 +167,11 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else None, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(),
             "sampler": {"epoch": self.epoch, "batches_consumed": self.consumed,
-                        "state": self.train_sampler.state_dict()},
+                        "state": to_plain(self.train_sampler.state_dict())},
             "rng": rng_state(), "step": self.step, "epoch": self.epoch, "best_score": self.best_score,
             "nan_skipped": self.nan_skipped, "train_sums": {k: float(v) for k, v in self.train_sums.items()},
-            "history": self.history, "world_size": self.ctx.world_size,
+            "history": self.history, "step_log": self.step_log, "interval": self.interval,
+            "world_size": self.ctx.world_size,
         }
 
     def _save(self, best: bool = False) -> None:
@@ -212,6 +215,8 @@ class Trainer:
         self.consumed = int(ckpt["sampler"]["batches_consumed"])
         self.best_score, self.nan_skipped = float(ckpt["best_score"]), int(ckpt["nan_skipped"])
         self.history = list(ckpt["history"])
+        self.step_log = [list(row) for row in ckpt.get("step_log", [])]  # absent before version 1 had them
+        self.interval = list(ckpt.get("interval", [0.0, 0]))
         if self.ctx.is_main:
             self.train_sums = {k: torch.tensor(v, dtype=torch.float64, device=self.ctx.device)
                                for k, v in ckpt["train_sums"].items()}
@@ -313,23 +318,25 @@ class Trainer:
         self.loader_gen.manual_seed(self.tcfg["seed"] * 1_000_003 + self.epoch)
         self.model.train()
         seen = 0
-        t0, samples, interval_loss, interval_steps = time.perf_counter(), 0, 0.0, 0
+        t0, samples = time.perf_counter(), 0
         for indices, batch in self.train_loader:
             loss = self._train_step(indices, batch)
             seen += 1
             self.consumed += 1
             samples += len(indices)
             if loss is not None:
-                interval_loss += loss
-                interval_steps += 1
-            if self.step % self.tcfg["log_every"] == 0 and interval_steps:
+                self.interval[0] += loss
+                self.interval[1] += 1
+            if self.step % self.tcfg["log_every"] == 0 and self.interval[1]:
                 rate = samples * self.ctx.world_size / max(time.perf_counter() - t0, 1e-9)
-                scalars = {"loss": interval_loss / interval_steps, "lr": self.schedule.lr, "samples_per_s": rate}
+                scalars = {"loss": self.interval[0] / self.interval[1], "lr": self.schedule.lr,
+                           "samples_per_s": rate}
                 bar.set_postfix(loss=f"{scalars['loss']:.4g}", lr=f"{scalars['lr']:.3g}", sps=f"{rate:.1f}",
                                 refresh=False)
+                self.step_log.append([self.step, scalars["loss"], scalars["lr"]])
                 if self.log is not None:
                     self.log.log_step(self.step, scalars)
-                t0, samples, interval_loss, interval_steps = time.perf_counter(), 0, 0.0, 0
+                t0, samples, self.interval = time.perf_counter(), 0, [0.0, 0]
             bar.update(1)
             ves = self.tcfg["val_every_steps"]
             if ves and self.step % ves == 0 and not self._validated_now():
@@ -434,7 +441,7 @@ class Trainer:
             self.best_score = score
         self.history.append(row)
         if self.log is not None:
-            self.log.log_validation(self.history)
+            self.log.log_validation(self.history, self.step_log)
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
                               if not k.startswith("train_") or k == "train_loss")
             bar.write(shown + ("  (best)" if improved else "") + f"  [all metrics: {self.outdir / 'metrics.csv'}]")
