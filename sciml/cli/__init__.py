@@ -25,7 +25,11 @@ COMMANDS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sciml", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="sciml",
+        description="sciml: tensor-decomposition interatomic potentials, streaming atomistic data and a WRF "
+        "convection surrogate. Run `sciml COMMAND --help` for each command.",
+    )
     from sciml import __version__
 
     parser.add_argument("--version", action="version", version=f"sciml {__version__}")
