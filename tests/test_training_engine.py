@@ -461,3 +461,16 @@ def test_numpy_in_sampler_state_stays_weights_only_loadable(tmp_path: Path) -> N
     loaded = load_checkpoint(tmp_path / "c.pt")["sampler"]
     assert loaded["epoch"] == 3 and type(loaded["epoch"]) is int
     assert torch.equal(loaded["order"], torch.arange(4)) and loaded["pair"] == (0.5, 2)
+
+
+def test_cli_flags_override_config(acac_features: Path, tmp_path: Path) -> None:
+    from sciml.cli import main
+
+    cfg = write_config(make_config(acac_features, tmp_path / "ignored"), tmp_path / "c.yaml")
+    out = tmp_path / "odd: name"
+    assert main(["train", str(cfg), "-o", str(out), "--max-steps", "3", "--device", "cpu",
+                 "--set", "optim.lr=1e-4", "--set", "schedule.name=constant"]) == 0
+    ckpt = _final_state(out)
+    assert ckpt["step"] == 3 and ckpt["config"]["output"]["dir"] == str(out)
+    assert ckpt["config"]["optim"]["lr"] == 1e-4 and ckpt["scheduler"]["base_lrs"] == [1e-4]
+    assert not (tmp_path / "ignored").exists()

@@ -1,11 +1,12 @@
-"""``sciml train CONFIG.yaml [--resume]``: train any registered model family from a YAML config.
+"""sciml train CONFIG.yaml [--resume]: train any registered model family from a YAML config (docs/training.md).
 
-Multi-GPU / multi-node: ``torchrun --nproc_per_node N -m sciml train CONFIG.yaml`` (rank 0 writes all files).
+Multi-GPU / multi-node: torchrun --nproc_per_node N -m sciml train CONFIG.yaml (rank 0 writes all files).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 
@@ -18,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="override output.dir")
     p.add_argument("--max-steps", type=int, help="override train.max_steps")
     p.add_argument("--max-epochs", type=int, help="override train.max_epochs")
+    p.add_argument("--max-time", type=float, metavar="SECONDS",
+                   help="override train.max_time_s: stop cleanly after this much training (resume later)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config value (YAML syntax), e.g. --set optim.lr=3e-4; repeatable")
     p.set_defaults(func=run)
@@ -30,9 +33,9 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides)
     for flag, key in ((args.device, "train.device"), (args.output, "output.dir"), (args.max_steps, "train.max_steps"),
-                      (args.max_epochs, "train.max_epochs")):
+                      (args.max_epochs, "train.max_epochs"), (args.max_time, "train.max_time_s")):
         if flag is not None:
-            overrides.append(f"{key}={flag}")
+            overrides.append(f"{key}={json.dumps(flag)}")  # JSON is YAML: values arrive as typed
     config = load_config(args.config, overrides)
     try:
         Trainer(config, resume=args.resume).run()

@@ -418,8 +418,7 @@ class Trainer:
         with grad:
             for _, batch in self.val_loader:
                 batch = self.task.to_device(batch, self.ctx.device)
-                with self._amp():
-                    loss, metrics = self.task.loss(model, batch)
+                loss, metrics = self.task.loss(model, batch)  # full precision (no autocast), as at inference
                 _add_sums(sums, metrics)
                 _add_sums(sums, {_LOSS: loss.detach().to(torch.float64),
                                  _STEPS: torch.ones((), device=self.ctx.device)})
