@@ -474,3 +474,14 @@ def test_cli_flags_override_config(acac_features: Path, tmp_path: Path) -> None:
     assert ckpt["step"] == 3 and ckpt["config"]["output"]["dir"] == str(out)
     assert ckpt["config"]["optim"]["lr"] == 1e-4 and ckpt["scheduler"]["base_lrs"] == [1e-4]
     assert not (tmp_path / "ignored").exists()
+
+
+def test_unequal_batch_counts_across_ranks_are_an_error(acac_features: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sampler giving ranks different batch counts would hang DDP; the engine stops with the counts instead."""
+    from sciml.errors import SciMLError
+    from sciml.training import distributed
+
+    monkeypatch.setattr(distributed, "all_gather_ints", lambda value, ctx: [value, value - 1])
+    with pytest.raises(SciMLError, match=r"epoch 0: .* different batch counts \[25, 24\]"):
+        train_in_process(make_config(acac_features, tmp_path / "run"))
