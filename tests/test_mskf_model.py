@@ -54,7 +54,7 @@ def crop_columns(repo_dir, tmp_path_factory):
 
 
 def _task(path, hidden=8, layers=1):
-    return MSKFTask({"path": str(path), "val_frames": 0, "batch_size": 128},
+    return MSKFTask({"path": str(path), "val_frames": 0, "test_frames": 0, "batch_size": 128},
                     {"hidden": hidden, "layers": layers, "n_levels": 0},
                     {"trigger_weight": 1.0, "regression_weight": 1.0, "regression": "mse"})
 
@@ -102,3 +102,16 @@ def test_model_is_not_fixed_to_44_levels():
     model = MSKFBiLSTM(n_levels=17, hidden=4, layers=2)
     logit, tend, col = model(torch.rand(3, 17, 11) + 1.0, torch.rand(3, 3))
     assert logit.shape == (3,) and tend.shape == (3, 17, 6) and col.shape == (3, 2)
+
+
+def test_split_by_time_keeps_test_frames_out_of_training_and_validation():
+    from sciml.errors import DataError
+    from sciml.mskf.data import split_by_time
+
+    frame = np.repeat(np.arange(5), 3)
+    train, val = split_by_time(frame, val_frames=1, test_frames=1)
+    assert set(frame[train]) == {0, 1, 2} and set(frame[val]) == {3}
+    train, val = split_by_time(frame, val_frames=1)
+    assert set(frame[train]) == {0, 1, 2, 3} and set(frame[val]) == {4}
+    with pytest.raises(DataError, match="at least one must train"):
+        split_by_time(frame, val_frames=3, test_frames=2)

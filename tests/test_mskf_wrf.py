@@ -21,7 +21,7 @@ def checkpoint(repo_dir, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("mskf_wrf")
     extract_columns([repo_dir / CROP], tmp / "cols.h5", progress=False)
-    task = MSKFTask({"path": str(tmp / "cols.h5"), "val_frames": 0, "batch_size": 64},
+    task = MSKFTask({"path": str(tmp / "cols.h5"), "val_frames": 0, "test_frames": 0, "batch_size": 64},
                     {"hidden": 8, "layers": 1, "n_levels": 0},
                     {"trigger_weight": 1.0, "regression_weight": 1.0, "regression": "mse"})
     torch.manual_seed(3)

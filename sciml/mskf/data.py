@@ -101,11 +101,14 @@ def load_columns(path: str | os.PathLike) -> tuple[ColumnArrays, np.ndarray, dic
     return arrays, frame, info
 
 
-def split_by_time(frame: np.ndarray, val_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (train, validation): the last ``val_frames`` output times are held out."""
+def split_by_time(frame: np.ndarray, val_frames: int, test_frames: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, validation) split by output time: the last ``test_frames`` times are left out entirely
+    (kept for a final test), the ``val_frames`` times before them validate, the rest train."""
     times = np.unique(frame)
-    if val_frames >= len(times):
-        raise DataError(f"cannot hold out {val_frames} of {len(times)} output times; at least one must train")
-    held = times[len(times) - val_frames:] if val_frames > 0 else times[:0]
-    is_val = np.isin(frame, held)
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    if val_frames + test_frames >= len(times):
+        raise DataError(f"cannot hold out {val_frames} + {test_frames} of {len(times)} output times; "
+                        "at least one must train")
+    n_train = len(times) - val_frames - test_frames
+    is_train = np.isin(frame, times[:n_train])
+    is_val = np.isin(frame, times[n_train:n_train + val_frames])
+    return np.flatnonzero(is_train), np.flatnonzero(is_val)

@@ -2,7 +2,8 @@
 
 Loss = ``trigger_weight`` * BCE(trigger) + ``regression_weight`` * (MSE or MAE) of the normalised tendencies,
 PRATEC and NCA on columns where convection is truly active (teacher forcing: the regression is not gated by the
-predicted trigger). Validation holds out the last ``val_frames`` output times (a split by time).
+predicted trigger). Validation holds out the last ``val_frames`` output times (a split by time); ``test_frames``
+more at the end can be left out entirely, to choose settings on the validation times without touching them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class MSKFTask(Task):
     name: ClassVar[str] = "mskf"
     data_defaults: ClassVar[dict[str, Any]] = {
         "path": None,        # column file from `sciml wrf extract`
-        "val_frames": 1,     # hold out the last N output times
+        "val_frames": 1,     # validate on the last N output times (before any test frames)
+        "test_frames": 0,    # leave the last N output times out entirely (a final test, e.g. for model selection)
         "batch_size": 256,
     }
     model_defaults: ClassVar[dict[str, Any]] = {
@@ -65,7 +67,7 @@ class MSKFTask(Task):
     # -- data ---------------------------------------------------------------------------------------------
     def datasets(self) -> tuple[ColumnDataset, ColumnDataset | None]:
         arrays, frame, self._grid = load_columns(self.data_cfg["path"])
-        train, val = split_by_time(frame, int(self.data_cfg["val_frames"]))
+        train, val = split_by_time(frame, int(self.data_cfg["val_frames"]), int(self.data_cfg["test_frames"]))
         return ColumnDataset(arrays.select(train)), (ColumnDataset(arrays.select(val)) if len(val) else None)
 
     def batch_sampler(self, dataset: torch.utils.data.Dataset, *, train: bool, seed: int, rank: int,
