@@ -41,6 +41,31 @@ def test_restricted_unpickler_decodes_real_pyg_data():
         assert (fields["natoms"], fields["y"], fields["sid"], fields["fid"]) == (5, -1.25, 42, 3)
 
 
+def test_restricted_unpickler_decodes_pyg1_style_data(monkeypatch):
+    """PyG-1.x-era Data pickles keep fields in ``__dict__`` (no ``_store``), as in old OC20 LMDBs."""
+    import sys
+    import types
+
+    fake = types.ModuleType("torch_geometriX.data.data")   # same length as the real module name
+
+    class OldData:
+        pass
+
+    OldData.__module__, OldData.__qualname__, OldData.__name__ = fake.__name__, "Data", "Data"
+    fake.Data = OldData
+    for name in ("torch_geometriX", "torch_geometriX.data"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    old = OldData()
+    old.__dict__.update(pos=torch.randn(4, 3), atomic_numbers=torch.tensor([8.0, 1, 1, 6]), natoms=4, y=2.5,
+                        force=torch.randn(4, 3), sid=9, fid=1, __num_nodes__=None)
+    blob = pickle.dumps(old, protocol=4).replace(b"torch_geometriX", b"torch_geometric")
+    fields = loads_pyg(blob)
+    assert sorted(fields) == ["atomic_numbers", "fid", "force", "natoms", "pos", "sid", "y"]
+    np.testing.assert_array_equal(fields["pos"], old.pos.numpy())
+    np.testing.assert_array_equal(fields["force"], old.force.numpy())
+
+
 def test_malicious_pickles_are_refused(tmp_path):
     payload = pickle.dumps(Evil())
     with pytest.raises(UnsafePickleError, match="system"):
