@@ -171,7 +171,11 @@ def test_training_reduces_error_and_writes_outputs(acac_features: Path, tmp_path
     assert summary["best_score"] == min(r["val_score"] for r in rows)
     for name in ("last.pt", "best.pt", "learning_curve.png", "config.yaml", "summary.json"):
         assert (run / name).stat().st_size > 0, name
-    assert any((run / "tb").iterdir())
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = EventAccumulator(str(run / "tb")).Reload()
+    assert {"step/loss", "step/lr", "step/samples_per_s", "val/score", "train/loss"} <= set(tb.Tags()["scalars"])
+    assert [e.value for e in tb.Scalars("val/score")] == pytest.approx([r["val_score"] for r in rows])
     assert not list(run.glob(".tmp-*"))  # atomic writes leave no temporary files
 
 
