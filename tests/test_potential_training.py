@@ -52,6 +52,10 @@ def test_training_reduces_validation_loss(tmp_path: Path) -> None:
     after = validation_loss(cfg, model)
     assert after < 0.5 * before, (before, after)
     assert (tmp_path / "run" / "metrics.csv").is_file()
+    # a second stage starts from the trained weights and statistics (model.init_from)
+    cfg2 = validate_config({**cfg, "model": {**cfg["model"], "init_from": str(tmp_path / "run" / "best.pt")}})
+    stage2 = PotentialTask(cfg2["data"], cfg2["model"], cfg2["loss"]).build_model(train)
+    assert validation_loss(cfg2, stage2) == after
 
 
 def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path: Path) -> None:

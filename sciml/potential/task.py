@@ -16,9 +16,22 @@ def build_potential(model_cfg: dict[str, Any]) -> nn.Module:
     """A :class:`~models.tdn_potential.TDNPotential` from a validated ``model`` section (statistics not yet set)."""
     from models.tdn_potential import TDNPotential
 
-    cfg = dict(model_cfg)
+    cfg = {k: v for k, v in model_cfg.items() if k != "init_from"}
     cfg["rank"] = cfg["rank"] or "exact"
     return TDNPotential(**cfg)
+
+
+def init_weights(model: nn.Module, path: str) -> None:
+    """Load the EMA (else raw) weights of checkpoint ``path`` into ``model``; the architectures must match."""
+    from sciml.errors import ConfigError
+    from sciml.training.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    weights = ckpt["ema"]["weights"] if ckpt.get("ema") else ckpt["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ConfigError(f"model.init_from={path}: its weights do not fit this model section: {exc}") from None
 
 
 class PotentialTask(Task):
@@ -53,6 +66,7 @@ class PotentialTask(Task):
         "readout_hidden": 32,
         "envelope_p": 6,
         "force_mode": "conservative",  # conservative (-dE/dx) | direct (NON-conservative head)
+        "init_from": "",  # checkpoint whose (EMA) weights and statistics start a new run (fine-tuning, stage 2)
     }
     loss_defaults: ClassVar[dict[str, Any]] = {
         "energy_weight": 1.0,  # on (energy error per atom)^2, eV^2
@@ -95,7 +109,11 @@ class PotentialTask(Task):
         from sciml.potential.statistics import fit_statistics
 
         model = build_potential(self.model_cfg)
-        if train_dataset is not None:
+        if train_dataset is None:  # weights come from a checkpoint
+            return model
+        if self.model_cfg["init_from"]:
+            init_weights(model, self.model_cfg["init_from"])
+        else:
             model.set_statistics(**fit_statistics(train_dataset, self.model_cfg["cutoff"],
                                                   self.data_cfg["stats_frames"], self.data_cfg["split_seed"]))
         return model
