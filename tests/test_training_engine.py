@@ -220,6 +220,17 @@ def test_config_defaults_and_overrides(tmp_path: Path) -> None:
     assert cfg["schedule"]["patience"] == ENGINE_DEFAULTS["schedule"]["patience"]
 
 
+def test_print_config_shows_all_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sciml.cli import main
+    from sciml.training.config import ENGINE_DEFAULTS
+
+    cfg = write_config(make_config(tmp_path / "x.pt", tmp_path / "run"), tmp_path / "c.yaml")
+    assert main(["train", str(cfg), "--print-config", "--set", "train.grad_clip=2"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["train"]["grad_clip"] == 2.0 and shown["data"]["batch_size"] == 16
+    assert set(shown["train"]) == set(ENGINE_DEFAULTS["train"]) and not (tmp_path / "run").exists()
+
+
 def test_cli_reports_config_error_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sciml.cli import main
 

@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-epochs", type=int, help="override train.max_epochs")
     p.add_argument("--max-time", type=float, metavar="SECONDS",
                    help="override train.max_time_s: stop cleanly after this much training (resume later)")
+    p.add_argument("--print-config", action="store_true",
+                   help="validate the config, print it with every default filled in, and exit")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config value (YAML syntax), e.g. --set optim.lr=3e-4; repeatable")
     p.set_defaults(func=run)
@@ -37,6 +39,11 @@ def run(args: argparse.Namespace) -> int:
         if flag is not None:
             overrides.append(f"{key}={json.dumps(flag)}")  # JSON is YAML: values arrive as typed
     config = load_config(args.config, overrides)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config, sort_keys=False), end="")
+        return 0
     try:
         Trainer(config, resume=args.resume).run()
     finally:
