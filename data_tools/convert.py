@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,11 +139,11 @@ class _ShardSink:
 
 
 def _stream(path: Path, index: int, fmt: str, opts: ConvertOptions, sink: _ShardSink,
-            skipped: dict[str, int], position: int = 0) -> None:
+            skipped: dict[str, int]) -> None:
     source = importlib.import_module(SOURCES[fmt])
     total = source.count(path)
-    bar = tqdm(total=total, desc=path.name[-30:], unit="frame", disable=not opts.progress, position=position,
-               leave=position == 0, mininterval=0.5, file=sys.stderr)
+    bar = tqdm(total=total, desc=path.name[-30:], unit="frame", disable=not opts.progress, mininterval=0.5,
+               file=sys.stderr)
     try:
         for number, item in source.iter_frames(path, opts, index):
             reason = item if isinstance(item, str) else validate_frame(item)
@@ -165,12 +165,33 @@ def _convert_input(args: tuple) -> tuple[list[str], int, int, dict[str, int]]:
     sink = _ShardSink(Path(stage), f"in{index:06d}", opts.shard_size, meta)
     skipped: dict[str, int] = {}
     try:
-        _stream(path, index, fmt, opts, sink, skipped, position=index if opts.workers > 1 else 0)
+        _stream(path, index, fmt, opts, sink, skipped)
         sink.close()
     except BaseException:
         sink.abort()
         raise
     return [str(f) for f in sink.files], sink.n_frames, sink.n_atoms, skipped
+
+
+def _run_parallel(paths: list[Path], fmt: str, opts: ConvertOptions, stage: Path,
+                  meta: Any) -> list[tuple[list[str], int, int, dict[str, int]]]:
+    """One process per input (at most ``opts.workers`` at a time); a progress bar over input files."""
+    worker_opts = replace(opts, progress=False)
+    jobs = [(p, i, fmt, worker_opts, str(stage), meta([p])) for i, p in enumerate(paths)]
+    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    results: dict[int, Any] = {}
+    bar = tqdm(total=len(jobs), desc="inputs", unit="file", disable=not opts.progress, file=sys.stderr)
+    pool = concurrent.futures.ProcessPoolExecutor(min(opts.workers, len(jobs)), mp_context=ctx)
+    try:
+        futures = {pool.submit(_convert_input, job): job[1] for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            results[futures[future]] = future.result()
+            bar.update(1)
+            bar.set_postfix(frames=sum(r[1] for r in results.values()))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    return [results[i] for i in range(len(jobs))]
 
 
 def _final_names(output: Path, n: int, single: bool) -> list[Path]:
@@ -239,13 +260,10 @@ def convert(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, opts
                 raise
             staged, n_frames, n_atoms = sink.files, sink.n_frames, sink.n_atoms
         else:
-            jobs = [(p, i, fmt, opts, str(stage), meta([p])) for i, p in enumerate(paths)]
-            if opts.workers > 1 and len(jobs) > 1:
-                ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-                with concurrent.futures.ProcessPoolExecutor(min(opts.workers, len(jobs)), mp_context=ctx) as pool:
-                    results = list(pool.map(_convert_input, jobs))
+            if opts.workers > 1 and len(paths) > 1:
+                results = _run_parallel(paths, fmt, opts, stage, meta)
             else:
-                results = [_convert_input(job) for job in jobs]
+                results = [_convert_input((p, i, fmt, opts, str(stage), meta([p]))) for i, p in enumerate(paths)]
             staged = [Path(f) for r in results for f in r[0]]
             n_frames, n_atoms = sum(r[1] for r in results), sum(r[2] for r in results)
             for r in results:
