@@ -204,3 +204,11 @@ def test_interrupted_conversion_leaves_no_valid_file(shared_dir, tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     ds = AtomsDataset(out.parent)
     assert len(ds) == 3000 and len(list(out.parent.glob("big_*.h5"))) == 6
+
+
+def test_parallel_worker_errors_reach_the_caller(tmp_path):
+    good = _xyz(tmp_path / "good.xyz", [_frame(), _frame()])
+    bad = _xyz(tmp_path / "bad.xyz", [_frame(), _frame(energy="nan")])
+    with pytest.raises(DataError, match=r"bad\.xyz: frame 1: non-finite energy"):
+        convert([good, bad], tmp_path / "o.h5", ConvertOptions(workers=2, **QUIET))
+    assert not list(tmp_path.glob("o*.h5")) and not list(tmp_path.glob(".tmp-*"))
