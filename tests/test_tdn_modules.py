@@ -46,8 +46,22 @@ def test_force_style_double_backward_matches_exact():
     assert float((results[0] - results[1]).norm() / results[1].norm()) < 1e-10
 
 
-def test_torchscript_matches_eager():
-    tp = CPTensorProduct(2, 4)
+@pytest.mark.parametrize("lmax,channels", [(1, 3), (3, 16)])
+def test_contraction_orders_agree(lmax, channels):
+    """'rank' (x through the rank) and 'sh_first' (y contracted with M_hat first) compute the same function."""
+    rank = CPTensorProduct(lmax, channels, rank="default", contraction="rank")
+    sh = CPTensorProduct(lmax, channels, rank="default", contraction="sh_first")
+    assert CPTensorProduct(lmax, channels, rank="default").contraction == "sh_first"  # fewer multiply-adds
+    x, _, y, w = random_inputs(lmax, channels, 7)
+    ref = rank(x, y, w)
+    assert float((sh(x, y, w) - ref).norm() / ref.norm()) < 1e-13
+    with pytest.raises(ValueError, match="contraction"):
+        CPTensorProduct(1, 2, contraction="fast")
+
+
+@pytest.mark.parametrize("contraction", ["rank", "sh_first"])
+def test_torchscript_matches_eager(contraction):
+    tp = CPTensorProduct(2, 4, contraction=contraction)
     lin = SharedLinear(2, 4, 3)
     x, _, y, w = random_inputs(2, 4, 6)
     scripted_tp, scripted_lin = torch.jit.script(tp), torch.jit.script(lin)
@@ -82,17 +96,19 @@ def test_layout_round_trip_and_e3nn_convention():
         to_e3nn(torch.randn(2, 5, 3))
 
 
-def test_checkpoint_holds_factors_and_loading_never_fits(monkeypatch):
-    tp = CPTensorProduct(2, 3, rank="default")
+@pytest.mark.parametrize("contraction", ["rank", "sh_first"])
+def test_checkpoint_holds_factors_and_loading_never_fits(monkeypatch, contraction):
+    tp = CPTensorProduct(2, 3, rank="default", contraction=contraction)
     state = tp.state_dict()
     assert {"cp_x", "cp_y", "cp_out", "factor_rel_error"} <= set(state)
+    assert "cp_tensor" not in state  # derived, rebuilt on load
 
     def no_fit(*args, **kwargs):
         raise AssertionError("fitted while loading")
 
     monkeypatch.setattr("sciml.tdn.fit.fit_factors", no_fit)
     monkeypatch.setattr("sciml.tdn.cache.load_or_fit", no_fit)
-    fresh = CPTensorProduct(2, 3, rank="default", init_factors=False)
+    fresh = CPTensorProduct(2, 3, rank="default", init_factors=False, contraction=contraction)
     fresh.load_state_dict(state)
     x, _, y, w = random_inputs(2, 3, 4)
     assert torch.equal(fresh(x, y, w), tp(x, y, w))
@@ -133,10 +149,10 @@ def test_cli_check_json(capsys):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("fused", [False, True])
-def test_cpu_and_cuda_agree(fused):
+@pytest.mark.parametrize("contraction,fused", [("rank", False), ("sh_first", False), ("rank", True)])
+def test_cpu_and_cuda_agree(contraction, fused):
     if fused:
         pytest.importorskip("triton")
     for lmax in (1, 2, 3):
-        diffs = compare_devices(lmax, 16, "cuda", fused=fused)
+        diffs = compare_devices(lmax, 16, "cuda", fused=fused, contraction=contraction)
         assert max(diffs.values()) < 1e-12, diffs

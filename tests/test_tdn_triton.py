@@ -56,3 +56,15 @@ def test_fused_noncontiguous_inputs():
     assert not xt.is_contiguous()
     ref = cp_product(x, y, w, *fs)
     assert torch.allclose(cp_product_fused(xt, y, w, *fs), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_module_dispatches_to_fused_kernel():
+    from sciml.tdn import CPTensorProduct
+
+    tp = CPTensorProduct(2, 4, rank="exact", contraction="rank").to(DEVICE, torch.float64)
+    assert tp.fused and (DEVICE == "cuda" or tp.interpret)
+    x, y, w, _ = _case(2, 4, 5)
+    ref = cp_product(x, y, w, tp.cp_x, tp.cp_y, tp.cp_out)
+    out = tp(x, y, w)
+    assert out.grad_fn is not None and "FusedCP" in type(out.grad_fn).__name__
+    assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)

@@ -2,8 +2,11 @@
 
 Rows: lmax, channels, edges, device, cp_rank, then per implementation the median forward and forward+backward time
 (ms, float32, backward w.r.t. x, y and w) and, on CUDA, peak memory (MiB, allocated during forward+backward).
-``cp_*`` is the plain three-matmul torch CP product, ``fused_*`` the Triton kernels (CUDA with triton only),
-``fused_tf32_*`` the same with TF32 dots plus its measured relative error. Speed-ups are e3nn time / CP time.
+``cp_*`` is the plain three-matmul torch CP product (through the rank), ``shfirst_*`` the same function contracted
+the other way (per-edge d x d matrix from y and the CP reconstruction, then applied to x; two torch matmuls, the
+default of CPTensorProduct), ``fused_*`` the Triton kernels of the rank contraction (CUDA with triton only),
+``fused_tf32x3_*`` / ``fused_tf32_*`` the same with tensor-core dots, each with its measured relative error against
+the plain float32 product. Speed-ups are e3nn time / CP time.
 """
 
 from __future__ import annotations
@@ -70,16 +73,19 @@ def _measure(prefix: str, module: torch.nn.Module, inputs: tuple[torch.Tensor, .
 
 
 def bench_row(lmax: int, channels: int, edges: int, device: str | torch.device = "cpu", rank: int | str = "default",
-              repeats: int = 10, budget_s: float = 2.0, fused: bool | None = None, tf32: bool = False,
-              seed: int = 0) -> dict:
-    """One table row (float32). ``fused`` defaults to: CUDA and Triton available. ``tf32`` adds a TF32 fused column."""
+              repeats: int = 10, budget_s: float = 2.0, fused: bool | None = None,
+              precisions: tuple[str, ...] = ("ieee",), seed: int = 0) -> dict:
+    """One table row (float32). ``fused`` defaults to: CUDA and Triton available; one fused column group per
+    Triton dot precision in ``precisions`` ("ieee" -> ``fused_*``, others -> ``fused_<precision>_*``).
+    A failing fused variant is recorded as ``<prefix>_error`` and the row goes on."""
     from sciml.tdn import CPTensorProduct, E3nnTensorProduct
     from sciml.tdn.check import random_inputs
     from sciml.tdn.triton_cp import available
 
     device = torch.device(device)
     fused = (device.type == "cuda" and available()) if fused is None else fused
-    cp = CPTensorProduct(lmax, channels, rank=rank, use_triton=False).float().to(device)
+    cp = CPTensorProduct(lmax, channels, rank=rank, use_triton=False, contraction="rank").float().to(device)
+    sf = CPTensorProduct(lmax, channels, rank=rank, contraction="sh_first").float().to(device)
     e3 = E3nnTensorProduct(lmax, channels).float().to(device)
     x, _, y, w = random_inputs(lmax, channels, edges, seed=seed, dtype=torch.float32, device=device)
     wp = torch.randn(edges, e3.num_paths, channels, device=device)
@@ -89,17 +95,27 @@ def bench_row(lmax: int, channels: int, edges: int, device: str | torch.device =
                  "cp_rank": cp.rank, "num_paths": e3.num_paths}
     row.update(_measure("e3nn", e3, (x, y, wp), device, repeats, budget_s))
     row.update(_measure("cp", cp, (x, y, w), device, repeats, budget_s))
+    row.update(_measure("shfirst", sf, (x, y, w), device, repeats, budget_s))
     row["fwd_speedup"] = row["e3nn_fwd_ms"] / row["cp_fwd_ms"]
     row["fwdbwd_speedup"] = row["e3nn_fwdbwd_ms"] / row["cp_fwdbwd_ms"]
+    row["shfirst_fwd_speedup"] = row["e3nn_fwd_ms"] / row["shfirst_fwd_ms"]
+    row["shfirst_fwdbwd_speedup"] = row["e3nn_fwdbwd_ms"] / row["shfirst_fwdbwd_ms"]
+    row["shfirst_vs_cp_fwdbwd"] = row["cp_fwdbwd_ms"] / row["shfirst_fwdbwd_ms"]
+    with torch.no_grad():
+        ref = cp(x, y, w)
+        row["shfirst_rel_error"] = float((sf(x, y, w) - ref).norm() / ref.norm())
     if fused:
-        variants = [("fused", False)] + ([("fused_tf32", True)] if tf32 else [])
-        with torch.no_grad():
-            ref = cp(x, y, w)
-        for prefix, use_tf32 in variants:
-            kernel = _FusedModule(cp, use_tf32)
-            row.update(_measure(prefix, kernel, (x, y, w), device, repeats, budget_s))
-            with torch.no_grad():
-                row[f"{prefix}_rel_error"] = float((kernel(x, y, w) - ref).norm() / ref.norm())
+        for precision in precisions:
+            prefix = "fused" if precision == "ieee" else f"fused_{precision}"
+            kernel = _FusedModule(cp, precision)
+            try:
+                row.update(_measure(prefix, kernel, (x, y, w), device, repeats, budget_s))
+                with torch.no_grad():
+                    row[f"{prefix}_rel_error"] = float((kernel(x, y, w) - ref).norm() / ref.norm())
+            except Exception as exc:  # record (e.g. a precision the GPU/Triton lacks) and go on
+                row[f"{prefix}_error"] = f"{type(exc).__name__}: {exc}"[:300]
+                continue
+            row[f"{prefix}_fwd_speedup"] = row["e3nn_fwd_ms"] / row[f"{prefix}_fwd_ms"]
             row[f"{prefix}_fwdbwd_speedup"] = row["e3nn_fwdbwd_ms"] / row[f"{prefix}_fwdbwd_ms"]
             row[f"{prefix}_vs_cp_fwdbwd"] = row["cp_fwdbwd_ms"] / row[f"{prefix}_fwdbwd_ms"]
             row[f"{prefix}_vs_cp_fwd"] = row["cp_fwd_ms"] / row[f"{prefix}_fwd_ms"]
@@ -109,22 +125,27 @@ def bench_row(lmax: int, channels: int, edges: int, device: str | torch.device =
 class _FusedModule(torch.nn.Module):
     """The fused Triton product with a CPTensorProduct's factors (benchmark helper)."""
 
-    def __init__(self, cp: torch.nn.Module, tf32: bool):
+    def __init__(self, cp: torch.nn.Module, precision: str):
         super().__init__()
         self.cp = cp
-        self.tf32 = tf32
+        self.precision = precision
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         from sciml.tdn.triton_cp import cp_product_fused
 
-        return cp_product_fused(x, y, w, self.cp.cp_x, self.cp.cp_y, self.cp.cp_out, tf32=self.tf32)
+        return cp_product_fused(x, y, w, self.cp.cp_x, self.cp.cp_y, self.cp.cp_out, precision=self.precision)
 
 
 COLUMNS = [("lmax", "L"), ("channels", "C"), ("edges", "E"), ("cp_rank", "R"), ("e3nn_fwd_ms", "e3nn fwd ms"),
            ("cp_fwd_ms", "CP fwd ms"), ("fwd_speedup", "fwd x"), ("e3nn_fwdbwd_ms", "e3nn f+b ms"),
-           ("cp_fwdbwd_ms", "CP f+b ms"), ("fwdbwd_speedup", "f+b x"), ("fused_fwd_ms", "fused fwd ms"),
+           ("cp_fwdbwd_ms", "CP f+b ms"), ("fwdbwd_speedup", "f+b x"), ("shfirst_fwd_ms", "SH-first fwd ms"),
+           ("shfirst_fwdbwd_ms", "SH-first f+b ms"), ("shfirst_fwdbwd_speedup", "SH-first f+b x"),
+           ("shfirst_vs_cp_fwdbwd", "SH-first/CP f+b x"), ("fused_fwd_ms", "fused fwd ms"),
            ("fused_fwdbwd_ms", "fused f+b ms"), ("fused_fwdbwd_speedup", "fused f+b x"),
-           ("fused_vs_cp_fwdbwd", "fused/CP f+b x"), ("e3nn_peak_mib", "e3nn MiB"), ("cp_peak_mib", "CP MiB"),
+           ("fused_vs_cp_fwdbwd", "fused/CP f+b x"), ("fused_tf32x3_fwdbwd_ms", "tf32x3 f+b ms"),
+           ("fused_tf32x3_vs_cp_fwdbwd", "tf32x3/CP f+b x"), ("fused_tf32x3_rel_error", "tf32x3 err"),
+           ("fused_tf32_fwdbwd_ms", "tf32 f+b ms"), ("fused_tf32_rel_error", "tf32 err"),
+           ("e3nn_peak_mib", "e3nn MiB"), ("cp_peak_mib", "CP MiB"), ("shfirst_peak_mib", "SH-first MiB"),
            ("fused_peak_mib", "fused MiB")]
 
 
@@ -138,7 +159,7 @@ def markdown_table(rows: list[dict]) -> str:
         if v is None:
             return "-"
         if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
         return str(v)
 
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
@@ -161,7 +182,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rank", default="default", help="CP rank: 'default' (7L^2, the paper's), 'exact' or an int")
     p.add_argument("--repeats", type=int, default=10, help="timed repeats per measurement (median)")
     p.add_argument("--budget", type=float, default=2.0, help="seconds per measurement after the first 2 repeats")
-    p.add_argument("--tf32", action="store_true", help="also time the fused kernel with TF32 dots (and its error)")
+    p.add_argument("--precisions", default="ieee",
+                   help="fused-kernel dot precisions to time, comma-separated from ieee,tf32x3,tf32 (CUDA only)")
     p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
 
 
@@ -172,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for channels in args.channels:
         for lmax in args.lmax:
-            row = bench_row(lmax, channels, args.edges, args.device, rank, args.repeats, args.budget, tf32=args.tf32)
+            row = bench_row(lmax, channels, args.edges, args.device, rank, args.repeats, args.budget,
+                            precisions=tuple(args.precisions.split(",")))
             rows.append(row)
             if not args.json:
                 print(f"L={lmax} C={channels}: e3nn {row['e3nn_fwdbwd_ms']:.2f} ms, CP {row['cp_fwdbwd_ms']:.2f} ms "

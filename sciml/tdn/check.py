@@ -74,19 +74,21 @@ def relative_difference(a: nn.Module, b: nn.Module, lmax: int, channels: int, ed
 
 
 def compare_devices(lmax: int, channels: int, device: str | torch.device, edges: int = 64, parity: str = "so3",
-                    dtype: torch.dtype = torch.float64, fused: bool = False, seed: int = 0) -> dict[str, float]:
-    """Relative differences between CPTensorProduct (exact rank) on CPU and on ``device`` for the output and the
-    gradients w.r.t. x, y, w; ``fused`` selects the Triton kernels on the device (else the plain torch path)."""
+                    dtype: torch.dtype = torch.float64, fused: bool = False, contraction: str = "rank",
+                    seed: int = 0) -> dict[str, float]:
+    """Relative differences between CPTensorProduct (exact rank) on CPU (torch) and on ``device`` for the output and
+    the gradients w.r.t. x, y, w; ``fused`` selects the Triton kernels on the device (needs contraction "rank")."""
     from sciml.tdn.cp_tp import CPTensorProduct
 
-    results: dict[str, list[torch.Tensor]] = {}
+    results: list[list[torch.Tensor]] = []
     for dev, use_triton in (("cpu", False), (str(device), fused)):
-        tp = CPTensorProduct(lmax, channels, rank="exact", parity=parity, use_triton=use_triton).to(dev, dtype)
+        tp = CPTensorProduct(lmax, channels, rank="exact", parity=parity, use_triton=use_triton,
+                             contraction=contraction).to(dev, dtype)
         if fused and dev != "cpu" and not tp.fused:
             raise RuntimeError("fused=True but the Triton kernels are unavailable")
         x, _, y, w = (t.to(dev).requires_grad_() for t in random_inputs(lmax, channels, edges, seed=seed, dtype=dtype))
         out = tp(x, y, w)
         grads = torch.autograd.grad(out, (x, y, w), torch.ones_like(out))
-        results[dev if dev == "cpu" else "dev"] = [t.detach().cpu() for t in (out, *grads)]
+        results.append([t.detach().cpu() for t in (out, *grads)])
     names = ("out", "grad_x", "grad_y", "grad_w")
-    return {n: float((a - b).norm() / a.norm()) for n, a, b in zip(names, results["cpu"], results["dev"])}
+    return {n: float((a - b).norm() / a.norm()) for n, a, b in zip(names, *results)}

@@ -9,6 +9,10 @@ from sciml.tdn.cg import check_parity, num_components, paths
 from sciml.tdn.factors import CPFactors, resolve_rank
 
 WEIGHT_MODES = ("shared", "per_path")
+#: "rank": x -> rank space -> output (three matmuls, or the fused Triton kernels on CUDA);
+#: "sh_first": contract the CP-reconstructed tensor with y first (per-edge d x d matrix), then apply it to x;
+#: "auto": the one with fewer multiply-adds per edge (2 d R C + d R versus d^3 + d^2 C)
+CONTRACTIONS = ("auto", "rank", "sh_first")
 
 
 def check_weights(weights: str) -> str:
@@ -31,6 +35,21 @@ def cp_product(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.Tens
     return (out * w.unsqueeze(2)).transpose(1, 2)
 
 
+def cp_reconstruction(fx: torch.Tensor, fy: torch.Tensor, fout: torch.Tensor) -> torch.Tensor:
+    """M_hat rearranged for ``sh_first_product``: [d (y component j), d*d (output k, input i)]."""
+    d = fx.shape[0]
+    return torch.einsum("ir,jr,kr->jki", fx, fy, fout).reshape(d, d * d)
+
+
+def sh_first_product(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, m_jki: torch.Tensor) -> torch.Tensor:
+    """The same product contracted in the other order: T[e] = sum_j y[e, j] M_hat[:, j, :]^T (a d x d matrix per
+    edge, independent of the channels), out[e] = T[e] @ x[e] * w[e]. x [E, d, C], y [E, d], w [E, C],
+    m_jki from ``cp_reconstruction``; cost per edge d^3 + d^2 C multiply-adds, intermediate [E, d, d]."""
+    e, d, _ = x.shape
+    t = torch.matmul(y, m_jki).view(e, d, d)
+    return torch.matmul(t, x) * w.unsqueeze(1)
+
+
 def cp_product_per_path(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
                         fout: torch.Tensor, path_index: torch.Tensor) -> torch.Tensor:
     """CP product with one weight per path and channel: w [E, P, C]; term r is weighted by w[:, path_index[r], :]."""
@@ -51,11 +70,15 @@ class CPTensorProduct(nn.Module):
     paper's choice, approximate), or an int. Per-path weights always use the exact per-path factorisation.
     The factors are buffers (saved in checkpoints, moved by ``.to()``, never trained). Build with
     ``init_factors=False`` to create zero buffers of the right shape for ``load_state_dict`` without fitting.
-    On CUDA with Triton importable, the shared-weight product runs a fused Triton kernel (see ``triton_cp``).
+    ``contraction`` (shared weights; same function, different order of the sums, see CONTRACTIONS): "auto" picks the
+    cheaper of "rank" and "sh_first" for (lmax, rank, channels).
+    On CUDA with Triton importable, the shared-weight product runs fused Triton kernels (``use_triton=False``
+    or SCIML_TDN_TRITON=0 forces the plain torch path; see ``triton_cp``).
     """
 
     def __init__(self, lmax: int, channels: int, rank: int | str = "exact", parity: str = "so3",
-                 weights: str = "shared", init_factors: bool = True, use_triton: bool = True):
+                 weights: str = "shared", init_factors: bool = True, use_triton: bool = True,
+                 contraction: str = "auto"):
         super().__init__()
         self.lmax = lmax
         self.channels = channels
@@ -66,6 +89,7 @@ class CPTensorProduct(nn.Module):
         from sciml.tdn import triton_cp
 
         self.fused = bool(use_triton) and triton_cp.available()
+        self.interpret = triton_cp.interpreting()  # kernels also run on CPU tensors (testing)
         per_path = weights == "per_path"
         if per_path and rank != "exact":
             raise ValueError("weights='per_path' uses the exact per-path factorisation; pass rank='exact'")
@@ -89,15 +113,26 @@ class CPTensorProduct(nn.Module):
         index = torch.zeros(0, dtype=torch.long) if factors is None or factors.path_index is None else \
             torch.as_tensor(factors.path_index, dtype=torch.long)
         self.register_buffer("path_index", index)
+        if contraction not in CONTRACTIONS:
+            raise ValueError(f"contraction must be one of {CONTRACTIONS}, got {contraction!r}")
+        if contraction == "auto":
+            d, r, c = self.dim, self.rank, channels
+            contraction = "sh_first" if d ** 3 + d * d * c < 2 * d * r * c + d * r else "rank"
+        self.contraction = contraction
+        # derived from the factors: not saved, rebuilt after load_state_dict
+        self.register_buffer("cp_tensor", cp_reconstruction(self.cp_x, self.cp_y, self.cp_out), persistent=False)
+        self.register_load_state_dict_post_hook(_rebuild_cp_tensor)
 
     def extra_repr(self) -> str:
         return (f"lmax={self.lmax}, channels={self.channels}, rank={self.rank}, parity={self.parity!r}, "
-                f"weights={self.weights!r}")
+                f"weights={self.weights!r}, contraction={self.contraction!r}")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if self.weights == "per_path":
             return cp_product_per_path(x, y, w, self.cp_x, self.cp_y, self.cp_out, self.path_index)
-        if not torch.jit.is_scripting() and self.fused and x.is_cuda:
+        if self.contraction == "sh_first":
+            return sh_first_product(x, y, w, self.cp_tensor)
+        if not torch.jit.is_scripting() and self.fused and (x.is_cuda or self.interpret):
             return self._fused(x, y, w)
         return cp_product(x, y, w, self.cp_x, self.cp_y, self.cp_out)
 
@@ -106,3 +141,8 @@ class CPTensorProduct(nn.Module):
         from sciml.tdn import triton_cp
 
         return triton_cp.cp_product_fused(x, y, w, self.cp_x, self.cp_y, self.cp_out)
+
+
+def _rebuild_cp_tensor(module: CPTensorProduct, incompatible_keys: object) -> None:
+    with torch.no_grad():
+        module.cp_tensor = cp_reconstruction(module.cp_x, module.cp_y, module.cp_out)

@@ -22,7 +22,7 @@ def _factors(lmax: int, parity: str, fit) -> CPFactors:
     return CPFactors(lmax=lmax, parity=parity, x=fit.u, y=fit.v, out=fit.w, rel_error=fit.rel_error, seed=fit.seed)
 
 
-def fit_factors(lmax: int, parity: str, rank: int, restarts: int = 4, max_iter: int = 20000) -> CPFactors:
+def fit_factors(lmax: int, parity: str, rank: int, restarts: int = 2, max_iter: int = 40000) -> CPFactors:
     """Best non-degenerate rank-``rank`` CP of M over ``restarts`` seeded ALS runs (seeds 0, 1, ...).
 
     Each run is polished to POLISH_TOL or until it stalls; stops early once a fit is exact (error < EXACT_TOL). If every run is degenerate

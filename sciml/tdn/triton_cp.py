@@ -13,14 +13,20 @@ import os
 
 import torch
 
-#: rows (edge x channel pairs) per program and rank-chunk width
-BLOCK_ROWS = 64
-BLOCK_RANK = 32
+#: launch configuration: rows (edge x channel pairs) per program, rank-chunk width, warps per program
+CONFIG = {"rows": 64, "block_rank": 32, "num_warps": 4}
+#: tl.dot input precisions: "ieee" (true fp32, default), "tf32x3" (3 TF32 passes, ~fp32 accuracy), "tf32"
+PRECISIONS = ("ieee", "tf32x3", "tf32")
 
 
 def available() -> bool:
     """True when Triton is importable and not disabled by SCIML_TDN_TRITON=0."""
     return os.environ.get("SCIML_TDN_TRITON", "1") != "0" and importlib.util.find_spec("triton") is not None
+
+
+def interpreting() -> bool:
+    """TRITON_INTERPRET=1: the kernels run in Triton's interpreter, on CPU tensors too (testing only)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def _next_pow2(n: int, minimum: int = 1) -> int:
@@ -30,21 +36,26 @@ def _next_pow2(n: int, minimum: int = 1) -> int:
     return p
 
 
+def set_config(rows: int = 64, block_rank: int = 32, num_warps: int = 4) -> None:
+    """Change the launch configuration (powers of two; rows >= 16, block_rank >= 16)."""
+    CONFIG.update(rows=rows, block_rank=block_rank, num_warps=num_warps)
+
+
 def _config(d: int, c: int) -> tuple[int, int, int, int]:
     """(edges per program BE, padded channels CP, padded components DP, rank chunk BR)."""
     cp = _next_pow2(c)
-    be = max(1, BLOCK_ROWS // cp)
-    if be * cp < 16:  # tl.dot needs >= 16 rows
-        be = 16 // cp
-    return be, cp, _next_pow2(d, 16), BLOCK_RANK
+    be = max(1, CONFIG["rows"] // cp, 16 // cp)  # tl.dot needs >= 16 rows
+    return be, cp, _next_pow2(d, 16), CONFIG["block_rank"]
 
 
-def _precision(dtype: torch.dtype, tf32: bool) -> str:
-    return "tf32" if (tf32 and dtype == torch.float32) else "ieee"
+def _precision(dtype: torch.dtype, precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision if dtype == torch.float32 else "ieee"
 
 
 def fused_forward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
-                  fout: torch.Tensor, tf32: bool = False) -> torch.Tensor:
+                  fout: torch.Tensor, precision: str = "ieee") -> torch.Tensor:
     """Launch the forward kernel: x [E, d, C], y [E, d], w [E, C], factors [d, R] (contiguous) -> out [E, d, C]."""
     from sciml.tdn._triton_kernels import cp_fwd_kernel
 
@@ -55,12 +66,12 @@ def fused_forward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.T
     grid = (triton_cdiv(e, be),)
     cp_fwd_kernel[grid](x, y, w, fx, fy, fout, out, e, d, c, r,
                         *x.stride(), *y.stride(), *w.stride(), *out.stride(),
-                        BE=be, CP=cp, DP=dp, BR=br, PREC=_precision(x.dtype, tf32))
+                        BE=be, CP=cp, DP=dp, BR=br, PREC=_precision(x.dtype, precision), num_warps=CONFIG["num_warps"])
     return out
 
 
 def fused_backward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
-                   fout: torch.Tensor, grad: torch.Tensor, tf32: bool = False
+                   fout: torch.Tensor, grad: torch.Tensor, precision: str = "ieee"
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the backward kernel: gradients w.r.t. (x, y, w) of sum(grad * out)."""
     from sciml.tdn._triton_kernels import cp_bwd_kernel
@@ -74,7 +85,7 @@ def fused_backward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.
     grid = (triton_cdiv(e, be),)
     cp_bwd_kernel[grid](x, y, w, grad, fx, fy, fout, gx, gy, gw, e, d, c, r,
                         *x.stride(), *y.stride(), *w.stride(), *grad.stride(),
-                        BE=be, CP=cp, DP=dp, BR=br, PREC=_precision(x.dtype, tf32))
+                        BE=be, CP=cp, DP=dp, BR=br, PREC=_precision(x.dtype, precision), num_warps=CONFIG["num_warps"])
     return gx, gy, gw
 
 
@@ -97,10 +108,10 @@ def torch_backward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.
 
 class _FusedCP(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, y, w, fx, fy, fout, tf32):  # type: ignore[override]
+    def forward(ctx, x, y, w, fx, fy, fout, precision):  # type: ignore[override]
         ctx.save_for_backward(x, y, w, fx, fy, fout)
-        ctx.tf32 = tf32
-        return fused_forward(x, y, w, fx, fy, fout, tf32)
+        ctx.precision = precision
+        return fused_forward(x, y, w, fx, fy, fout, precision)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
@@ -108,12 +119,13 @@ class _FusedCP(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: stay differentiable
             gx, gy, gw = torch_backward(x, y, w, fx, fy, fout, grad)
         else:
-            gx, gy, gw = fused_backward(x, y, w, fx, fy, fout, grad.contiguous(), ctx.tf32)
+            gx, gy, gw = fused_backward(x, y, w, fx, fy, fout, grad.contiguous(), ctx.precision)
         return gx, gy, gw, None, None, None, None
 
 
 def cp_product_fused(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
-                     fout: torch.Tensor, tf32: bool = False) -> torch.Tensor:
-    """Same result as ``cp_tp.cp_product`` through the fused kernels; ``tf32=True`` allows TF32 dots (float32 only,
-    lower accuracy: measure it). Shapes: x [E, d, C], y [E, d], w [E, C], factors [d, R] -> [E, d, C]."""
-    return _FusedCP.apply(x, y, w, fx.contiguous(), fy.contiguous(), fout.contiguous(), tf32)
+                     fout: torch.Tensor, precision: str = "ieee") -> torch.Tensor:
+    """Same result as ``cp_tp.cp_product`` through the fused kernels. ``precision`` (float32 only): "ieee" exact fp32
+    dots; "tf32x3" / "tf32" use tensor cores with lower accuracy (measure it; see docs/tdn.md).
+    Shapes: x [E, d, C], y [E, d], w [E, C], factors [d, R] -> [E, d, C]."""
+    return _FusedCP.apply(x, y, w, fx.contiguous(), fy.contiguous(), fout.contiguous(), precision)
