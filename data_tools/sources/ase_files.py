@@ -44,7 +44,8 @@ def iter_extxyz_text(path: Path) -> Iterator[tuple[int, str]]:
             try:
                 n = int(count)
             except ValueError:
-                raise DataError(f"{path}: frame {index}: expected an atom count line, got {count.strip()[:60]!r}") from None
+                raise DataError(f"{path}: frame {index}: expected an atom count line, "
+                                f"got {count.strip()[:60]!r}") from None
             lines = [count, fh.readline()] + [fh.readline() for _ in range(n)]
             if not lines[-1]:
                 raise DataError(f"{path}: frame {index}: file ends inside the frame (truncated?)")
@@ -79,7 +80,8 @@ def atoms_to_frame(atoms: Any, group: int, frame_id: int) -> Frame:
     stress = results.get("stress", atoms.info.get("stress"))
     if stress is not None:
         stress = np.asarray(stress, float)
-        extra["stress"] = stress if stress.shape == (6,) else stress.reshape(3, 3)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        voigt = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])  # xx yy zz yz xz xy
+        extra["stress"] = stress if stress.shape == (6,) else stress.reshape(3, 3)[voigt]
     for key in ("charge", "spin"):
         if key in atoms.info:
             extra[key] = int(atoms.info[key])
