@@ -428,6 +428,11 @@ def test_nan_loss_stops_with_step_epoch_and_indices(acac_features: Path, tmp_pat
     step = int(msg.split("at step ")[1].split(",")[0])
     batch = int(msg.split("batch ")[1].split(" ")[0])
     assert step == batch + 1  # nothing was skipped before it in epoch 0
+    ckpt = _final_state(tmp_path / "run")
+    assert ckpt["step"] == step - 1 and ckpt["sampler"]["batches_consumed"] == batch
+    cfg["train"]["nan_policy"] = "skip"  # the workflow the message suggests
+    summary = train_in_process(cfg, resume=True)
+    assert summary["nan_skipped"] == 3 and summary["steps"] == 3 * 25 - 3
 
 
 def test_nan_skip_policy_counts_and_continues(acac_features: Path, tmp_path: Path) -> None:

@@ -388,8 +388,10 @@ class Trainer:
         else:
             where += f": {what} = {value}"
         if self.tcfg["nan_policy"] == "stop":
-            raise NonFiniteLossError(f"non-finite {what} {where}. Check these inputs, lower optim.lr, set "
-                                     "train.grad_clip, or set train.nan_policy: skip")
+            self._save()  # the state before this batch (no update was applied)
+            raise NonFiniteLossError(f"non-finite {what} {where}. Check these inputs, lower optim.lr or set "
+                                     f"train.grad_clip; {self.outdir / 'last.pt'} holds the state before this "
+                                     "batch: --resume --set train.nan_policy=skip continues without it")
         self.nan_skipped += 1
         if self.ctx.is_main:
             from tqdm.auto import tqdm
