@@ -26,7 +26,7 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return (Path(root) if root else Path.home() / ".cache" / "sciml") / "h5"
 
 
-def _is_hdf5_like(path: str) -> bool:
+def is_hdf5_like(path: str) -> bool:
     p = Path(path)
     return p.suffix in HDF5_SUFFIXES or p.is_dir() or str(path).endswith(".idx.npz") or any(c in str(path) for c in "*?[")
 
@@ -41,7 +41,7 @@ def as_hdf5(paths: str | os.PathLike | Sequence[str | os.PathLike], cache_dir: s
     out = []
     for item in items:
         item = str(item)
-        if _is_hdf5_like(item):
+        if is_hdf5_like(item):
             out.append(item)
             continue
         src = Path(item)

@@ -13,14 +13,14 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from sciml.errors import DataError
-from sciml.potential.data import _is_hdf5_like
+from sciml.potential.data import is_hdf5_like
 from sciml.potential.metrics import metric_sums, reduce_metric_sums
 
 
 def load_labelled(path: str | os.PathLike) -> list[Data]:
     """All frames of ``path`` with reference ``energy`` (eV) and, where present, ``forces`` (eV/Angstrom).
     HDF5 shards/folders/globs are read with :class:`~data_tools.dataset.AtomsDataset`, anything else with ASE."""
-    if _is_hdf5_like(str(path)):
+    if is_hdf5_like(str(path)):
         from data_tools.dataset import AtomsDataset
 
         ds = AtomsDataset(path)

@@ -120,7 +120,9 @@ class PotentialTask(Task):
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         has_forces = getattr(batch, "forces", None) is not None
-        out = model(batch, compute_forces=has_forces)
+        # always fp32/fp64: under bf16 autocast (train.amp) autograd forces lose too many digits
+        with torch.autocast(batch.pos.device.type, enabled=False):
+            out = model(batch, compute_forces=has_forces)
         natoms = batch.natoms.reshape(-1)
         # float64 for the energy difference (totals ~1e4 eV), then back to the model's precision
         e_err = (out["energy"] - batch.energy.reshape(-1).double()) / natoms
