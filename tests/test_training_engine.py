@@ -413,6 +413,13 @@ def test_resume_refuses_changed_model_and_existing_run(acac_features: Path, tmp_
         train_in_process(make_config(acac_features, tmp_path / "run", model={"hidden": 8}), resume=True)
     with pytest.raises(ConfigError, match="no checkpoint"):
         train_in_process(make_config(acac_features, tmp_path / "other"), resume=True)
+    # engine sections may change: a second stage with a lower constant lr and more epochs
+    stage2 = make_config(acac_features, tmp_path / "run", optim={"lr": 1e-4, "weight_decay": 0.01},
+                         schedule={"name": "constant"}, train={"max_epochs": 2})
+    assert train_in_process(stage2, resume=True)["steps"] == 50
+    ckpt = _final_state(tmp_path / "run")
+    group = ckpt["optimizer"]["param_groups"][0]
+    assert group["lr"] == 1e-4 and group["weight_decay"] == 0.01 and ckpt["scheduler"]["base_lrs"] == [1e-4]
 
 
 def test_nan_loss_stops_with_step_epoch_and_indices(acac_features: Path, tmp_path: Path) -> None:

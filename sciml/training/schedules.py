@@ -83,9 +83,10 @@ class LRSchedule:
                 "bad_validations": self.bad_validations, "base_lrs": list(self.base_lrs)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the position; the base learning rates stay those of the optimiser this schedule was built on
+        (so a resumed run may change ``optim.lr``; ``state["base_lrs"]`` is kept for the record)."""
         self.step_count = int(state["step_count"])
         self.plateau_factor = float(state["plateau_factor"])
         self.best = float(state["best"])
         self.bad_validations = int(state["bad_validations"])
-        self.base_lrs = [float(x) for x in state["base_lrs"]]
         self._apply()

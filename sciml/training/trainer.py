@@ -204,11 +204,17 @@ class Trainer:
         if ckpt.get("world_size", 1) != self.ctx.world_size and self.ctx.is_main:
             print(f"resume: world size changed {ckpt.get('world_size')} -> {self.ctx.world_size}; the data order "
                   "differs from an uninterrupted run", flush=True)
+        if ckpt["config"]["optim"]["amsgrad"] != self.cfg["optim"]["amsgrad"]:
+            raise ConfigError("--resume: optim.amsgrad cannot change mid-run (the optimiser state differs)")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        ocfg = self.cfg["optim"]
+        for group in self.optimizer.param_groups:  # the config's hyper-parameters win over the checkpoint's
+            group.update(betas=tuple(ocfg["betas"]), eps=ocfg["eps"], weight_decay=ocfg["weight_decay"])
         self.schedule.load_state_dict(ckpt["scheduler"])
         if self.ema is not None and ckpt["ema"] is not None:
             self.ema.load_state_dict(ckpt["ema"])
+            self.ema.decay = self.tcfg["ema_decay"]
         elif self.ema is not None:
             self.ema.module.load_state_dict(ckpt["model"])
         self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
