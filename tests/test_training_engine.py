@@ -454,7 +454,11 @@ def test_nan_skip_policy_counts_and_continues(acac_features: Path, tmp_path: Pat
 
 
 def test_torchrun_ddp_two_ranks_step_together(acac_features: Path, tmp_path: Path) -> None:
-    cfg = write_config(make_config(acac_features, tmp_path / "ddp", train={"max_epochs": 2}), tmp_path / "ddp.yaml")
+    from sciml.training.checkpoint import load_model
+
+    # 10 validation items = one batch: rank 1 validates nothing and must still join the metric reduction
+    cfg = write_config(make_config(acac_features, tmp_path / "ddp", data={"path": str(acac_features), "n_val": 10},
+                                   train={"max_epochs": 2}), tmp_path / "ddp.yaml")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "sciml", "train", str(cfg)]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
@@ -464,7 +468,13 @@ def test_torchrun_ddp_two_ranks_step_together(acac_features: Path, tmp_path: Pat
         assert f"rank {rank}/2: done at step {steps_per_rank} (epoch 2); {steps_per_rank} batches" in proc.stdout
     ckpt = _final_state(tmp_path / "ddp")
     assert ckpt["world_size"] == 2 and ckpt["step"] == steps_per_rank
-    assert len(read_metrics(tmp_path / "ddp")) == 2
+    rows = read_metrics(tmp_path / "ddp")
+    assert len(rows) == 2 and all(math.isfinite(r["val_energy_mae_eV"]) for r in rows)
+    blob = torch.load(acac_features, weights_only=True)
+    model, _, _ = load_model(tmp_path / "ddp" / "last.pt")
+    with torch.no_grad():
+        mae = (model(blob["x"][400:410]) - blob["energy"][400:410]).abs().mean()
+    assert float(mae) == pytest.approx(rows[-1]["val_energy_mae_eV"], rel=1e-5)  # all 10 items, counted once
 
 
 def test_docs_example_config_is_valid(repo_dir: Path) -> None:

@@ -81,6 +81,15 @@ def all_gather_ints(value: int, ctx: DistContext) -> list[int]:
     return [int(x.item()) for x in out]
 
 
+def union_keys(mapping: dict[str, object], ctx: DistContext) -> list[str]:
+    """Sorted union of ``mapping``'s keys over all ranks."""
+    if not ctx.distributed:
+        return sorted(mapping)
+    gathered: list[list[str] | None] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, sorted(mapping))
+    return sorted({k for keys in gathered for k in keys or []})
+
+
 def barrier(ctx: DistContext) -> None:
     """Wait for every rank (no-op for one process)."""
     if ctx.distributed:

@@ -186,12 +186,9 @@ class Trainer:
 
     def _pool_train_sums(self) -> None:
         """Sum the running training metrics onto rank 0 (others restart at 0) so a checkpoint holds all of them."""
-        if not self.ctx.distributed or not self.train_sums:
-            return
-        keys = sorted(self.train_sums)
-        pooled = D.all_reduce_sum(torch.stack([self.train_sums[k] for k in keys]), self.ctx)
-        self.train_sums = {k: pooled[i] if self.ctx.is_main else torch.zeros_like(pooled[i])
-                           for i, k in enumerate(keys)}
+        if self.ctx.distributed:
+            self.train_sums = {k: v if self.ctx.is_main else torch.zeros_like(v)
+                               for k, v in self._pool(self.train_sums).items()}
 
     def _load_state(self, ckpt: dict[str, Any]) -> None:
         changed = [s for s in FROZEN_SECTIONS if ckpt["config"].get(s) != self.cfg[s]]
@@ -406,14 +403,22 @@ class Trainer:
         return None
 
     # -- validation ---------------------------------------------------------------------------------------
-    def _reduce(self, sums: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:
-        keys = sorted(sums)
+    def _pool(self, sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Metric sums added over ranks; a rank that saw no batch (or not every key) contributes zeros."""
+        keys = D.union_keys(sums, self.ctx)
         if not keys:
             return {}
-        pooled = D.all_reduce_sum(torch.stack([sums[k].to(self.ctx.device) for k in keys]), self.ctx)
-        totals = {k: float(pooled[i]) for i, k in enumerate(keys)}
+        zero = torch.zeros((), dtype=torch.float64, device=self.ctx.device)
+        stacked = torch.stack([sums[k].to(self.ctx.device) if k in sums else zero for k in keys])
+        pooled = D.all_reduce_sum(stacked, self.ctx)
+        return {k: pooled[i] for i, k in enumerate(keys)}
+
+    def _reduce(self, sums: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:
+        totals = {k: float(v) for k, v in self._pool(sums).items()}
         loss_sum, steps = totals.pop(_LOSS, math.nan), totals.pop(_STEPS, 0.0)
-        out = {f"{prefix}_loss": loss_sum / steps if steps else math.nan}
+        if not steps:
+            return {}
+        out = {f"{prefix}_loss": loss_sum / steps}
         for key, value in self.task.reduce_metrics(totals).items():
             out[f"{prefix}_score" if key == "val_score" else f"{prefix}_{key}"] = float(value)
         return out
@@ -434,7 +439,6 @@ class Trainer:
         return self._reduce(sums, "val")
 
     def _validate_and_save(self, bar: Any) -> None:
-        self._pool_train_sums()
         row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "lr": self.schedule.lr}
         row.update(self._reduce(self.train_sums, "train"))
         self.train_sums = {}
