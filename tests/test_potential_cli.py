@@ -38,6 +38,23 @@ def test_calculator_single_and_batched_agree(acac_checkpoint: Path) -> None:
         frames[0].get_stress()
 
 
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    import torch
+    from potential_helpers import batch_of, make_model
+
+    from sciml.training.checkpoint import load_model
+
+    frames = ase.io.read(str(ACAC), ":3")
+    path = write_checkpoint(tmp_path / "rt.pt", [1, 6, 8], tensor_product="cg")
+    original = make_model([1, 6, 8], torch.float32, tensor_product="cg").eval()
+    loaded, task, config = load_model(path)
+    assert config["model"]["tensor_product"] == "cg" and task.name == "potential"
+    a, b = original(batch_of(frames, torch.float32)), loaded(batch_of(frames, torch.float32))
+    assert torch.equal(a["energy"], b["energy"]) and torch.equal(a["forces"], b["forces"])
+    for key, value in original.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+
+
 def test_calculator_float32_and_float64_agree(slab_checkpoint: Path) -> None:
     from sciml.calculators import MLIPCalculator
 
@@ -97,6 +114,15 @@ def test_eval_cli_metrics_match_calculator(acac_checkpoint: Path, tmp_path: Path
     assert metrics["energy_rmse_meV_per_atom"] == pytest.approx(1e3 * np.sqrt(np.mean((de / 15) ** 2)), rel=1e-9)
     assert metrics["forces_rmse_meV_per_A"] == pytest.approx(1e3 * np.sqrt(np.mean(df**2)), rel=1e-6)
     assert plot.stat().st_size > 1000
+    # the same frames as an HDF5 shard (sciml data convert machinery) give the same numbers
+    from sciml.potential.data import as_hdf5
+
+    shard = as_hdf5(str(data), tmp_path / "cache")[0]
+    assert main(["eval", "--checkpoint", str(acac_checkpoint), "--data", shard, "--out", str(tmp_path / "h5.json"),
+                 "--dtype", "float64"]) == 0
+    from_h5 = json.loads((tmp_path / "h5.json").read_text())
+    assert from_h5["energy_mae_meV"] == pytest.approx(metrics["energy_mae_meV"], rel=1e-9)
+    assert from_h5["forces_mae_meV_per_A"] == pytest.approx(metrics["forces_mae_meV_per_A"], rel=1e-6)
 
 
 def test_unseen_element_is_a_clean_cli_error(acac_checkpoint: Path, tmp_path: Path,
