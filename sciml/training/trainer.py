@@ -51,6 +51,15 @@ def _add_sums(sums: dict[str, torch.Tensor], metrics: dict[str, torch.Tensor]) -
         sums[key] = sums[key] + v if key in sums else v
 
 
+def _json_safe(obj: Any) -> Any:
+    """Non-finite floats as ``null`` (strict JSON has no NaN/Infinity)."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 class Trainer:
     """Train ``config`` (a validated config dict) in ``config["output"]["dir"]``.
 
@@ -263,7 +272,7 @@ class Trainer:
               f"{self.step} (epoch {self.epoch}); {batches_this_run} batches in this run; {self.nan_skipped} "
               "non-finite batches skipped", flush=True)
         if self.ctx.is_main:
-            atomic_write_text(self.outdir / "summary.json", json.dumps(summary, indent=1, default=float) + "\n")
+            atomic_write_text(self.outdir / "summary.json", json.dumps(_json_safe(summary), indent=1) + "\n")
             if self.stop_reason:
                 print(f"stopped early ({self.stop_reason}); {self.outdir / 'last.pt'} written: continue with "
                       "--resume", flush=True)
