@@ -21,9 +21,9 @@ def float64():
     torch.set_default_dtype(previous)
 
 
-@pytest.mark.parametrize("weights", ["shared", "per_path"])
-def test_gradcheck_and_double_backward(weights):
-    tp = CPTensorProduct(1, 2, weights=weights)
+@pytest.mark.parametrize("weights,contraction", [("shared", "rank"), ("shared", "sh_first"), ("per_path", "auto")])
+def test_gradcheck_and_double_backward(weights, contraction):
+    tp = CPTensorProduct(1, 2, weights=weights, contraction=contraction)
     x, _, y, w = random_inputs(1, 2, 3, num_paths=tp.num_paths if weights == "per_path" else None)
     inputs = tuple(t.requires_grad_() for t in (x, y, w))
     assert torch.autograd.gradcheck(tp, inputs)

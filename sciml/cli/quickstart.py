@@ -14,6 +14,7 @@ from pathlib import Path
 #: ordered steps, "module:function"; each function takes (workdir: Path) and prints what it did and wrote
 STEPS: list[str] = [
     "sciml.cli.data:quickstart_step",
+    "sciml.cli.tdn:quickstart_step",
     "sciml.potential.quickstart:quickstart_step",
     "sciml.cli.wrf_extract:quickstart_step",
     "sciml.mskf.quickstart:quickstart_step",

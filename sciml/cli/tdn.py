@@ -47,7 +47,8 @@ def _factors(args: argparse.Namespace):
         raise ConfigError(str(exc)) from None
 
 
-def run_check(args: argparse.Namespace) -> int:
+def _check_result(args: argparse.Namespace) -> dict:
+    """Factor summary plus measured equivariance error and difference to the exact CG product (float64)."""
     import torch
 
     from sciml.tdn.check import equivariance_error, relative_difference
@@ -66,16 +67,25 @@ def run_check(args: argparse.Namespace) -> int:
         result["degenerate"] = factors.degenerate
     finally:
         torch.set_default_dtype(previous)
+    return result
+
+
+def run_check(args: argparse.Namespace) -> int:
+    result = _check_result(args)
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"lmax {args.lmax}, parity {args.parity}, rank {result['rank']} (requested {args.rank})")
-        print(f"  factor relative Frobenius error  {result['factor_rel_error']:.3e}")
-        print(f"  max / sum term norm over ||M||   {result['max_term_ratio']:.3f} / {result['sum_term_ratio']:.3f}")
-        print(f"  equivariance error (float64)     {result['equivariance_error']:.3e}"
-              f"{' (rotations and reflections)' if args.parity == 'o3' else ' (rotations)'}")
-        print(f"  relative difference to exact CG  {result['exact_rel_difference']:.3e}")
+        _print_check(args, result)
     return 0
+
+
+def _print_check(args: argparse.Namespace, result: dict) -> None:
+    print(f"lmax {args.lmax}, parity {args.parity}, rank {result['rank']} (requested {args.rank})")
+    print(f"  factor relative Frobenius error  {result['factor_rel_error']:.3e}")
+    print(f"  max / sum term norm over ||M||   {result['max_term_ratio']:.3f} / {result['sum_term_ratio']:.3f}")
+    print(f"  equivariance error (float64)     {result['equivariance_error']:.3e}"
+          f"{' (rotations and reflections)' if args.parity == 'o3' else ' (rotations)'}")
+    print(f"  relative difference to exact CG  {result['exact_rel_difference']:.3e}")
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -92,3 +102,19 @@ def run_fit(args: argparse.Namespace) -> int:
           f"rank {factors.rank}: relative error {factors.rel_error:.3e}, max term ratio {factors.max_term_ratio:.3f}"
           + (f", written to {summary['path']}" if "path" in summary else ""))
     return 0
+
+
+def quickstart_step(workdir: Path) -> None:
+    """Quickstart: exact vs default CP rank at L = 2 (float64 errors), written to ``workdir/tdn_check.json``."""
+    from sciml.utils.atomic import atomic_write_text
+
+    results = []
+    for rank in ("exact", "default"):
+        args = argparse.Namespace(lmax=2, rank=rank, parity="so3", channels=4, edges=32, json=False)
+        print(f"sciml tdn check --lmax 2 --rank {rank}")
+        result = _check_result(args)
+        _print_check(args, result)
+        results.append(result)
+    path = workdir / "tdn_check.json"
+    atomic_write_text(path, json.dumps(results, indent=1))
+    print(f"wrote {path}")
