@@ -339,6 +339,7 @@ class Trainer:
             if loss is not None:
                 self.interval[0] += loss
                 self.interval[1] += 1
+                bar.update(1)
             if self.step % self.tcfg["log_every"] == 0 and self.interval[1]:
                 rate = samples * self.ctx.world_size / max(time.perf_counter() - t0, 1e-9)
                 scalars = {"loss": self.interval[0] / self.interval[1], "lr": self.schedule.lr,
@@ -349,7 +350,6 @@ class Trainer:
                 if self.log is not None:
                     self.log.log_step(self.step, scalars)
                 t0, samples, self.interval = time.perf_counter(), 0, [0.0, 0]
-            bar.update(1)
             ves = self.tcfg["val_every_steps"]
             if ves and self.step % ves == 0 and not self._validated_now():
                 self._validate_and_save(bar)
