@@ -522,3 +522,20 @@ def test_unequal_batch_counts_across_ranks_are_an_error(acac_features: Path, tmp
     monkeypatch.setattr(distributed, "all_gather_ints", lambda value, ctx: [value, value - 1])
     with pytest.raises(SciMLError, match=r"epoch 0: .* different batch counts \[25, 24\]"):
         train_in_process(make_config(acac_features, tmp_path / "run"))
+
+
+def test_index_batch_sampler_splits_ranks_and_epochs() -> None:
+    def batches(train: bool, rank: int, epoch: int = 0, world: int = 3) -> list[list[int]]:
+        sampler = IndexBatchSampler(103, 8, train=train, seed=5, rank=rank, world_size=world)
+        sampler.set_epoch(epoch)
+        out = list(sampler)
+        assert len(out) == len(sampler)
+        return out
+
+    train = [batches(True, r) for r in range(3)]
+    assert [len(b) for b in train] == [13 // 3] * 3  # 13 batches, equal share per rank
+    flat = [i for b in train for batch in b for i in batch]
+    assert len(flat) == len(set(flat))  # no item on two ranks
+    assert batches(True, 0) == train[0] and batches(True, 0, epoch=1) != train[0]
+    evaluation = [i for r in range(3) for batch in batches(False, r) for i in batch]
+    assert sorted(evaluation) == list(range(103))  # every item exactly once
