@@ -539,3 +539,16 @@ def test_index_batch_sampler_splits_ranks_and_epochs() -> None:
     assert batches(True, 0) == train[0] and batches(True, 0, epoch=1) != train[0]
     evaluation = [i for r in range(3) for batch in batches(False, r) for i in batch]
     assert sorted(evaluation) == list(range(103))  # every item exactly once
+
+
+def test_metrics_without_tensorboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU image has no tensorboard package: CSV and plot are still written."""
+    from sciml.training.metrics_log import MetricsLog
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # makes the import fail
+    log = MetricsLog(tmp_path)
+    log.log_step(10, {"loss": 1.0, "lr": 1e-3, "samples_per_s": 5.0})
+    log.log_validation([{"step": 10, "epoch": 1, "lr": 1e-3, "train_loss": 1.0, "val_loss": 2.0}], [[10, 1.0, 1e-3]])
+    log.close()
+    assert read_metrics(tmp_path) == [{"step": 10, "epoch": 1, "lr": 1e-3, "train_loss": 1.0, "val_loss": 2.0}]
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0 and not (tmp_path / "tb").exists()

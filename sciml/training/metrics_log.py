@@ -19,24 +19,31 @@ class MetricsLog:
     """
 
     def __init__(self, outdir: Path):
-        from torch.utils.tensorboard import SummaryWriter
-
         self.outdir = Path(outdir)
-        self.writer = SummaryWriter(log_dir=str(self.outdir / "tb"))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is a declared dependency, but a bare GPU image may lack it
+            print("tensorboard is not installed: no TensorBoard events (metrics.csv and the plot are written)",
+                  flush=True)
+            self.writer = None
+        else:
+            self.writer = SummaryWriter(log_dir=str(self.outdir / "tb"))
 
     def log_step(self, step: int, scalars: dict[str, float]) -> None:
         """Step-level scalars (training loss, lr, throughput) to TensorBoard."""
-        for key, value in scalars.items():
-            self.writer.add_scalar(f"step/{key}", value, step)
+        if self.writer is not None:
+            for key, value in scalars.items():
+                self.writer.add_scalar(f"step/{key}", value, step)
 
     def log_validation(self, history: list[dict[str, Any]], step_log: list[list[float]]) -> None:
         """Send the newest row of ``history`` (rows hold ``step``) to TensorBoard; rewrite the CSV and the plot
         (``step_log``: ``[step, training loss, lr]`` rows at every ``log_every`` steps)."""
         row = history[-1]
-        for key, value in row.items():
-            if key not in ("step", "epoch") and isinstance(value, (int, float)):
-                self.writer.add_scalar(key.replace("_", "/", 1), value, row["step"])
-        self.writer.flush()
+        if self.writer is not None:
+            for key, value in row.items():
+                if key not in ("step", "epoch") and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key.replace("_", "/", 1), value, row["step"])
+            self.writer.flush()
         self._write_csv(history)
         plot_learning_curve(history, step_log, self.outdir / "learning_curve.png")
 
@@ -51,4 +58,5 @@ class MetricsLog:
         atomic_write_text(self.outdir / "metrics.csv", buf.getvalue())
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
