@@ -5,7 +5,8 @@
 
 Needs only numpy, h5py, torch and torch_geometric (no ASE/LMDB): the shard holds synthetic H/C/N/O molecules of
 9-33 atoms (mean 21). Measures block reads, random single-frame reads, in-process batches, and the DataLoader with
-2 and 4 workers (block-shuffling sampler, <= 1024 atoms per batch, pinned memory, batches copied to the GPU).
+2 and 4 workers (block-shuffling sampler, <= 4096 and <= 1024 atoms per batch, pinned memory, batches copied
+to the GPU).
 The device machine is not shared, so these are the uncontended numbers. Finishes in about a minute.
 """
 

@@ -210,6 +210,31 @@ def _frame(block: dict[str, Any], k: int, copy: bool) -> Data:
     return data
 
 
+_ATOM_FIELDS = frozenset(f for f, _ in _ATOM_MAP.values())
+_KNOWN_FIELDS = _ATOM_FIELDS | frozenset(f for f, _ in _FRAME_MAP.values())
+
+
 def collate_atoms(items: list[Data]) -> Batch:
-    """Collate dataset items into one ``torch_geometric`` Batch (``batch`` vector maps atoms to frames)."""
-    return Batch.from_data_list(items)
+    """Collate dataset items into one ``torch_geometric`` Batch (``batch`` maps atoms to frames, ``ptr`` holds the
+    atom offsets). Items with only the fields this dataset produces are concatenated directly (the same Batch that
+    ``Batch.from_data_list`` builds, including ``_slice_dict``/``_inc_dict``, several times faster); anything else
+    (e.g. items with ``edge_index``) goes through ``Batch.from_data_list``."""
+    keys = list(items[0].keys()) if items else []
+    maps = [d._store._mapping for d in items if type(d) is Data]
+    if not keys or len(maps) != len(items) or not _KNOWN_FIELDS.issuperset(keys) or "natoms" not in keys \
+            or any(m.keys() != maps[0].keys() for m in maps):
+        return Batch.from_data_list(items)
+    n = len(items)
+    fields = {k: torch.cat([m[k] for m in maps]) for k in keys}
+    natoms = fields["natoms"]
+    ptr = torch.zeros(n + 1, dtype=torch.long)
+    torch.cumsum(natoms, 0, out=ptr[1:])
+    fields["batch"] = torch.from_numpy(np.repeat(np.arange(n), natoms.numpy()))  # torch.repeat_interleave: ~10x slower
+    fields["ptr"] = ptr
+    out = Batch(_base_cls=Data)
+    out._store._mapping.update(fields)
+    per_frame = torch.arange(n + 1)
+    out._num_graphs = n
+    out._slice_dict = {k: ptr if k in _ATOM_FIELDS else per_frame for k in keys}
+    out._inc_dict = dict.fromkeys(keys, torch.zeros(n, dtype=torch.long))
+    return out

@@ -8,7 +8,7 @@ import ase.io
 import numpy as np
 import pytest
 import torch
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 
 from data_tools.convert import ConvertOptions, convert
 from data_tools.dataset import AtomsDataset, collate_atoms
@@ -47,14 +47,25 @@ def test_item_fields_and_dtypes(shards):
         ds[1000]
 
 
-def test_fast_construction_equals_plain_data(shards):
+def test_fast_construction_and_collate_equal_pyg(shards):
     ds = AtomsDataset(shards[0])
-    d = ds[3]
-    plain = Data(**{k: d[k] for k in d.keys()})
-    assert sorted(plain.keys()) == sorted(d.keys())
-    b1, b2 = collate_atoms([d, ds[4]]), collate_atoms([plain, ds[4]])
-    for k in b1.keys():
-        assert torch.equal(b1[k], b2[k])
+    items = ds.__getitems__([3, 700, 4, 999, 0])
+    plain = [Data(**{k: d[k] for k in d.keys()}) for d in items]
+    ours, ref = collate_atoms(items), Batch.from_data_list(plain)
+    assert type(ours) is type(ref) and ours.num_graphs == ref.num_graphs == 5
+    assert sorted(ours.keys()) == sorted(ref.keys())
+    for k in ref.keys():
+        assert torch.equal(ours[k], ref[k]) and ours[k].dtype == ref[k].dtype, k
+    for attr in ("_slice_dict", "_inc_dict"):
+        assert {k: v.tolist() for k, v in getattr(ours, attr).items()} == \
+            {k: v.tolist() for k, v in getattr(ref, attr).items()}
+    for a, b in zip(ours.to_data_list(), plain):
+        assert all(torch.equal(a[k], b[k]) for k in b.keys())
+    # items with other fields (a neighbour list) take PyG's path, with index increments
+    with_edges = [d.clone() for d in items[:2]]
+    for d in with_edges:
+        d.edge_index = torch.tensor([[0, 1], [1, 0]])
+    assert collate_atoms(with_edges).edge_index.tolist() == [[0, 1, 15, 16], [1, 0, 16, 15]]
 
 
 def test_subsets_batches_and_block_reads(shards):
