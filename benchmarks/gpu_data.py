@@ -29,7 +29,7 @@ from sciml.bench.data import build_shard, loader_benchmarks, machine, synthetic_
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "benchmarks/results")))
-    ap.add_argument("--frames", type=int, default=100_000)
+    ap.add_argument("--frames", type=int, default=50_000)
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run (no CUDA needed)")
     args = ap.parse_args()
     import torch
@@ -37,7 +37,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     cuda = torch.cuda.is_available() and not args.smoke
-    frames, repeats, workers = (args.frames, 3, [2, 4]) if not args.smoke else (3000, 1, [2])
+    frames, repeats, workers = (args.frames, 2, [2, 4]) if not args.smoke else (3000, 1, [2])
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         shard = Path(tmp) / "synthetic.h5"
