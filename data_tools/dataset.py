@@ -11,6 +11,7 @@ with DataLoader workers (fork or spawn).
 
 from __future__ import annotations
 
+import bisect
 import glob
 import os
 from collections import OrderedDict
@@ -104,6 +105,7 @@ class AtomsDataset(torch.utils.data.Dataset):
         self.element_reference_energies: dict[int, float] = refs or {}
         self.elements = sorted(elements)
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._start_list = self._starts.tolist()
         total = int(self._starts[-1])
         if indices is None:
             self.indices = np.arange(total, dtype=np.int64)
@@ -143,11 +145,17 @@ class AtomsDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, idx: int) -> Data:
         """One frame, read with the fewest bytes (one slice per array, no block cache): the random-access path."""
-        if not -len(self) <= idx < len(self):
-            raise IndexError(f"index {idx} out of range for a dataset of {len(self)} frames")
-        shard, local = self.locate(np.array([idx % len(self)]))
-        s, lo = int(shard[0]), int(local[0])
-        return _frame(tensor_block(self._reader(s).read_range(lo, lo + 1, self._columns[s])), 0, copy=False)
+        n = len(self)
+        if not -n <= idx < n:
+            raise IndexError(f"index {idx} out of range for a dataset of {n} frames")
+        g = int(self.indices[idx])
+        s = bisect.bisect_right(self._start_list, g) - 1
+        lo = g - self._start_list[s]
+        block = tensor_block(self._reader(s).read_range(lo, lo + 1, self._columns[s]))
+        data = Data()
+        data._store._mapping.update(block["atoms"])   # a one-frame block is the item itself
+        data._store._mapping.update(block["frames"])
+        return data
 
     def __getitems__(self, idx: Sequence[int]) -> list[Data]:
         """Frames at positions ``idx`` (any order; used by DataLoader for a whole batch). Reads go through an LRU
@@ -192,7 +200,7 @@ def tensor_block(block: dict[str, np.ndarray]) -> dict[str, Any]:
     """Convert a :meth:`ShardReader.read_range` block to item dtypes once: {"atoms": {field: tensor},
     "frames": {field: tensor}, "offsets": list of atom offsets}."""
     def conv(arr: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(arr)).to(dtype)
+        return torch.from_numpy(arr).to(dtype)  # slices of whole rows: contiguous
 
     return {"atoms": {f: conv(block[k], dt) for k, (f, dt) in _ATOM_MAP.items() if k in block},
             "frames": {f: conv(block[k], dt) for k, (f, dt) in _FRAME_MAP.items() if k in block},
