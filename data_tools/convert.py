@@ -148,13 +148,16 @@ def _stream(path: Path, index: int, fmt: str, opts: ConvertOptions, sink: _Shard
         for number, item in source.iter_frames(path, opts, index):
             reason = item if isinstance(item, str) else validate_frame(item)
             bar.update(1)
-            if reason is not None:
-                if not opts.skip_invalid:
-                    raise DataError(f"{path}: frame {number}: {reason} (use --skip-invalid to skip such frames)")
-                key = re.sub(r"[-+]?\d[\d.e+-]*", "N", reason)
-                skipped[key] = skipped.get(key, 0) + 1
-                continue
-            sink.append(item)
+            if reason is None:
+                try:
+                    sink.append(item)  # refuses a frame whose set of arrays differs from the shard's
+                    continue
+                except DataError as exc:
+                    reason = str(exc)
+            if not opts.skip_invalid:
+                raise DataError(f"{path}: frame {number}: {reason} (use --skip-invalid to skip such frames)")
+            key = re.sub(r"[-+]?\d[\d.e+-]*", "N", reason)
+            skipped[key] = skipped.get(key, 0) + 1
     finally:
         bar.close()
 

@@ -151,8 +151,9 @@ def test_forces_shape_mismatch(tmp_path):
     frame = Frame(numbers=np.array([8, 1, 1]), positions=np.zeros((3, 3)), energy=-1.0, forces=np.zeros((2, 3)))
     assert validate_frame(frame) == "forces shape (2, 3) does not match 3 atoms"
     src = _xyz(tmp_path / "mixed.xyz", [_frame(), _frame(with_forces=False)])
-    with pytest.raises(DataError, match="forces.*present in some frames but not in others"):
+    with pytest.raises(DataError, match=r"mixed\.xyz: frame 1: fields \['forces'\] present in some frames but not"):
         convert([src], tmp_path / "o.h5", ConvertOptions(**QUIET))
+    assert convert([src], tmp_path / "o.h5", ConvertOptions(skip_invalid=True, **QUIET)).n_skipped == 1
 
 
 def test_cli_reports_errors_without_traceback(tmp_path, capsys):
