@@ -97,7 +97,8 @@ class AtomsWriter:
         if energy_convention not in ENERGY_CONVENTIONS:
             raise ValueError(f"energy_convention must be one of {ENERGY_CONVENTIONS}")
         self.path = Path(tmp_path)
-        self._h5 = h5py.File(self.path, "w", libver="latest")
+        # HDF5 1.10 file format: modern chunk indexes for appendable arrays, still readable by HDF5 >= 1.10
+        self._h5 = h5py.File(self.path, "w", libver=("v110", "v110"))
         self._attrs = {"energy_convention": energy_convention, "provenance": provenance or {},
                        "element_reference_energies": {int(k): float(v) for k, v in
                                                       (element_reference_energies or {}).items()}}
