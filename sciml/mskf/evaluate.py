@@ -4,8 +4,8 @@ Truth classes per column (from the file's own fields, see :func:`sciml.mskf.data
 0.5 dt; tendencies computed at the trigger step, up to ~NCA earlier, and held) and *shallow* (NCA < 0.5 dt with
 nonzero tendencies; recomputed every step). Trigger scores compare P(trigger) > 0.5 with deep-or-shallow. Regression
 scores use the post-constrained outputs (what WRF would receive) on truly active columns: per level and pooled over
-levels ("r2" = 1 - SSE / SST over all (column, level) pairs; "r2_level_mean" = mean of the per-level R^2 over
-levels where the truth varies, which is stricter). Every score is reported for all active, deep and shallow columns.
+levels ("r2" = 1 - SSE / SST over all (column, level) pairs; "r2_within_level" = 1 - SSE / sum over levels of
+the SST about each level's own mean, which gives no credit for knowing the mean vertical profile and is stricter). Every score is reported for all active, deep and shallow columns.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class Skill:
     def _class_scores(self, cls: str, ref_var: dict[str, float]) -> dict[str, Any]:
         """Scores of one class; R^2 is None where the truth barely varies in this class (variance below 1e-6 of
         its variance over all active columns, e.g. ice tendencies of shallow columns), where it means nothing."""
-        res: dict[str, Any] = {k: {} for k in ("r2", "r2_level_mean", "rmse", "mae", "bias", "per_level")}
+        res: dict[str, Any] = {k: {} for k in ("r2", "r2_within_level", "rmse", "mae", "bias", "per_level")}
         res["truth_std"] = {}
         for f, s in self.sums[cls].items():
             n = s["n"]
@@ -113,7 +113,7 @@ class Skill:
             res["bias"][f] = float(s["se"].sum() / n.sum())
             varies = (sst_level / np.maximum(n, 1) > 1e-6 * ref_var[f]) & meaningful
             r2_level = np.where(varies, 1 - s["sse"] / np.where(varies, sst_level, 1.0), np.nan)
-            res["r2_level_mean"][f] = float(np.nanmean(r2_level)) if varies.any() else None
+            res["r2_within_level"][f] = float(1 - s["sse"].sum() / sst_level.sum()) if meaningful else None
             if f in SCORED_3D:
                 res["per_level"][f] = {
                     "r2": [None if np.isnan(v) else float(v) for v in r2_level],
