@@ -52,7 +52,7 @@ def main() -> None:
     for layers, hidden, ni, nj, nk, threads in cases:
         torch.set_num_threads(threads)
         model = with_levels(ref, nk, hidden=hidden, layers=layers)
-        row = bench_case(model, ni, nj, "cpu", repeats=3, budget_s=30.0)
+        row = bench_case(model, ni, nj, "cpu", repeats=3, budget_s=10.0)
         row.update({"flops_per_column": flops_per_column(model), "load_avg_1min": os.getloadavg()[0]})
         rows.append(row)
         print(f"{layers}x{hidden} {ni}x{nj}x{nk} threads={threads}: network {row['network_us_per_column']:.1f} "
