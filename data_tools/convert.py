@@ -1,8 +1,9 @@
 """``sciml data convert``: stream input files into sciml HDF5 shards (format detection, sharding, workers,
-validation, progress bar). Output naming: without ``shard_size`` and with one worker a single file ``OUT.h5``;
-otherwise ``OUT_0000.h5, OUT_0001.h5, ...``, shards never spanning two inputs and numbered in input order (the
-result does not depend on ``workers``). All shards are staged in a hidden ``.tmp-*`` folder beside the output and
-moved to their final names only when every input converted, so an interrupted run leaves no final-looking file."""
+validation, progress bar). Output naming: without ``shard_size`` one file ``OUT.h5``; with it ``OUT_0000.h5,
+OUT_0001.h5, ...`` of ``shard_size`` frames each (the last one fewer), frames in input order. ``workers > 1``
+converts one input per process into staged files and then concatenates them into the same output (a fast array copy),
+so the result does not depend on ``workers``. Everything is staged in a hidden ``.tmp-*`` folder beside the output
+and moved to the final names only when every input converted: an interrupted run leaves no final-looking file."""
 
 from __future__ import annotations
 
@@ -117,14 +118,31 @@ class _ShardSink:
         self.writer: AtomsWriter | None = None
         self.n_frames = self.n_atoms = 0
 
-    def append(self, frame: Frame) -> None:
+    def _current(self) -> AtomsWriter:
         if self.writer is None:
             path = self.stage / f"{self.prefix}_{len(self.files):06d}.h5"
             self.writer = AtomsWriter(path, **self.meta)
             self.files.append(path)
-        self.writer.append(frame)
-        if self.shard_size and self.writer.n_frames >= self.shard_size:
+        return self.writer
+
+    def _roll(self) -> None:
+        if self.shard_size and self.writer is not None and self.writer.n_frames >= self.shard_size:
             self.close()
+
+    def append(self, frame: Frame) -> None:
+        self._current().append(frame)
+        self._roll()
+
+    def room(self) -> int:
+        """Frames that still fit in the current shard."""
+        if not self.shard_size:
+            return 1 << 62
+        return self.shard_size - (self.writer.n_frames if self.writer is not None else 0)
+
+    def append_arrays(self, atoms: dict[str, Any], frames: dict[str, Any]) -> None:
+        """Append stored arrays of at most :meth:`room` frames (see ``AtomsWriter.append_arrays``)."""
+        self._current().append_arrays(atoms, frames)
+        self._roll()
 
     def close(self) -> None:
         if self.writer is not None:
@@ -163,9 +181,9 @@ def _stream(path: Path, index: int, fmt: str, opts: ConvertOptions, sink: _Shard
 
 
 def _convert_input(args: tuple) -> tuple[list[str], int, int, dict[str, int]]:
-    """Worker: convert one input into staged shards; returns (staged files, frames, atoms, skipped reasons)."""
+    """Worker: convert one input into one staged file; returns (staged files, frames, atoms, skipped reasons)."""
     path, index, fmt, opts, stage, meta = args
-    sink = _ShardSink(Path(stage), f"in{index:06d}", opts.shard_size, meta)
+    sink = _ShardSink(Path(stage), f"in{index:06d}", None, meta)
     skipped: dict[str, int] = {}
     try:
         _stream(path, index, fmt, opts, sink, skipped)
@@ -177,10 +195,10 @@ def _convert_input(args: tuple) -> tuple[list[str], int, int, dict[str, int]]:
 
 
 def _run_parallel(paths: list[Path], fmt: str, opts: ConvertOptions, stage: Path,
-                  meta: Any) -> list[tuple[list[str], int, int, dict[str, int]]]:
+                  meta: dict[str, Any]) -> list[tuple[list[str], int, int, dict[str, int]]]:
     """One process per input (at most ``opts.workers`` at a time); a progress bar over input files."""
     worker_opts = replace(opts, progress=False)
-    jobs = [(p, i, fmt, worker_opts, str(stage), meta([p])) for i, p in enumerate(paths)]
+    jobs = [(p, i, fmt, worker_opts, str(stage), meta) for i, p in enumerate(paths)]
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     results: dict[int, Any] = {}
     bar = tqdm(total=len(jobs), desc="inputs", unit="file", disable=not opts.progress, file=sys.stderr)
@@ -197,6 +215,25 @@ def _run_parallel(paths: list[Path], fmt: str, opts: ConvertOptions, stage: Path
     return [results[i] for i in range(len(jobs))]
 
 
+def _merge(staged: list[tuple[Path, Path]], sink: _ShardSink, chunk: int = 65536) -> None:
+    """Concatenate staged shards (input path, staged path) into ``sink``, which cuts them at its shard size."""
+    from data_tools.reader import ShardReader
+
+    for source, path in staged:
+        with ShardReader(path) as r:
+            lo = 0
+            while lo < r.n_frames:
+                hi = min(r.n_frames, lo + chunk, lo + sink.room())
+                a0, a1 = int(r.offsets[lo]), int(r.offsets[hi])
+                try:
+                    sink.append_arrays({n: r.read_raw("atoms", n, a0, a1) for n in r.atom_fields},
+                                       {n: r.read_raw("frames", n, lo, hi) for n in r.frame_fields})
+                except DataError as exc:
+                    raise DataError(f"{source}: {exc} (all inputs must carry the same arrays)") from None
+                lo = hi
+        path.unlink()
+
+
 def _final_names(output: Path, n: int, single: bool) -> list[Path]:
     if single:
         return [output]
@@ -204,11 +241,11 @@ def _final_names(output: Path, n: int, single: bool) -> list[Path]:
     return [output.with_name(f"{stem}_{i:04d}.h5") for i in range(n)]
 
 
-def _commit(staged: list[Path], finals: list[Path]) -> None:
+def _commit(staged: list[Path], finals: list[Path], single: bool) -> None:
     for src, dst in zip(staged, finals):
         with atomic_path(dst, suffix=".h5") as tmp:
             os.replace(src, tmp)
-    if len(finals) > 1 or (finals and re.search(r"_\d{4}\.h5$", finals[0].name)):
+    if not single:
         stem = finals[0].name[:-8]
         for old in finals[0].parent.glob(f"{stem}_[0-9][0-9][0-9][0-9].h5"):
             if old not in finals:  # stale shard of an earlier, larger conversion
@@ -241,41 +278,35 @@ def convert(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, opts
     refs = load_reference_energies(opts.ref_energies) if opts.ref_energies else {}
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "progress"}
     options["fmt"] = fmt
-    single = opts.shard_size is None and opts.workers <= 1
+    single = opts.shard_size is None
     output.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".tmp-{output.name}-", dir=output.parent))
     try:
-        def meta(srcs: list[Path]) -> dict[str, Any]:
-            prov = {"converter": f"sciml data convert --format {fmt}", "sciml_version": __version__,
-                    "sources": [{"path": str(s.resolve()), "bytes": s.stat().st_size if s.is_file() else None}
-                                for s in srcs], "options": options}
-            return {"energy_convention": convention, "provenance": prov, "element_reference_energies": refs}
-
+        prov = {"converter": f"sciml data convert --format {fmt}", "sciml_version": __version__,
+                "sources": [{"path": str(s.resolve()), "bytes": s.stat().st_size if s.is_file() else None}
+                            for s in paths], "options": options}
+        meta = {"energy_convention": convention, "provenance": prov, "element_reference_energies": refs}
         skipped: dict[str, int] = {}
-        if single:
-            sink = _ShardSink(stage, "all", None, meta(paths))
-            try:
-                for i, p in enumerate(paths):
-                    _stream(p, i, fmt, opts, sink, skipped)
-                sink.close()
-            except BaseException:
-                sink.abort()
-                raise
-            staged, n_frames, n_atoms = sink.files, sink.n_frames, sink.n_atoms
-        else:
+        sink = _ShardSink(stage, "out", opts.shard_size, meta)
+        try:
             if opts.workers > 1 and len(paths) > 1:
                 results = _run_parallel(paths, fmt, opts, stage, meta)
+                for r in results:
+                    for k, v in r[3].items():
+                        skipped[k] = skipped.get(k, 0) + v
+                _merge([(p, Path(f)) for p, r in zip(paths, results) for f in r[0]], sink)
             else:
-                results = [_convert_input((p, i, fmt, opts, str(stage), meta([p]))) for i, p in enumerate(paths)]
-            staged = [Path(f) for r in results for f in r[0]]
-            n_frames, n_atoms = sum(r[1] for r in results), sum(r[2] for r in results)
-            for r in results:
-                for k, v in r[3].items():
-                    skipped[k] = skipped.get(k, 0) + v
+                for i, p in enumerate(paths):
+                    _stream(p, i, fmt, opts, sink, skipped)
+            sink.close()
+        except BaseException:
+            sink.abort()
+            raise
+        staged, n_frames, n_atoms = sink.files, sink.n_frames, sink.n_atoms
         if not staged:
             raise DataError("no valid frames in " + ", ".join(str(p) for p in paths))
         finals = _final_names(output, len(staged), single)
-        _commit(staged, finals)
+        _commit(staged, finals, single)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return ConvertResult(finals, fmt, n_frames, n_atoms, sum(skipped.values()), time.perf_counter() - t0, skipped)

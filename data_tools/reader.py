@@ -99,6 +99,10 @@ class ShardReader:
         except (OSError, KeyError, ValueError) as exc:
             raise DataError(f"{self.path}: cannot read /{group}/{name} rows {lo}:{hi} (corrupt file?): {exc}") from None
 
+    def read_raw(self, group: str, name: str, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo:hi`` of ``/group/name`` exactly as stored."""
+        return self._read(group, name, lo, hi, raw=True)
+
     def column(self, name: str) -> np.ndarray:
         """A whole per-frame array (e.g. ``group``, ``energy``)."""
         return self._read("frames", name, 0, self.n_frames)

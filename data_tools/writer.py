@@ -103,6 +103,7 @@ class AtomsWriter:
                        "element_reference_energies": {int(k): float(v) for k, v in
                                                       (element_reference_energies or {}).items()}}
         self._flush_frames = flush_frames
+        self._buffered = 0  # frames in the buffers
         self._buf: dict[str, list[np.ndarray]] = {}
         self._crc: dict[str, int] = {}
         self._nonzero: dict[str, bool] = {}
@@ -146,7 +147,30 @@ class AtomsWriter:
         self._elements.update(np.unique(frame.numbers).tolist())
         self.n_frames += 1
         self.n_atoms += n
-        if len(b["natoms"]) >= self._flush_frames:
+        self._buffered += 1
+        if self._buffered >= self._flush_frames:
+            self._flush()
+
+    def append_arrays(self, atoms: dict[str, np.ndarray], frames: dict[str, np.ndarray]) -> None:
+        """Append frames given as stored arrays (``/atoms/*`` rows and ``/frames/*`` rows, ``natoms`` included),
+        e.g. a range read from another shard; used to merge shards."""
+        layout = (set(atoms), set(frames))
+        if self._fields is None:
+            self._fields = layout
+            self._create(layout)
+        elif layout != self._fields:
+            raise DataError(f"arrays {sorted((self._fields[0] ^ layout[0]) | (self._fields[1] ^ layout[1]))} "
+                            "differ between the shards being merged")
+        for name, arr in atoms.items():
+            self._buf[name].append(np.asarray(arr, dtype=ATOM_FIELDS[name][0]))
+        for name, arr in frames.items():
+            self._buf[name].append(np.asarray(arr, dtype=FRAME_FIELDS[name][0]))
+        n = len(frames["natoms"])
+        self.n_frames += n
+        self.n_atoms += len(atoms["numbers"])
+        self._elements.update(np.unique(atoms["numbers"]).tolist())
+        self._buffered += n
+        if self._buffered >= self._flush_frames:
             self._flush()
 
     def _create(self, layout: tuple[set[str], set[str]]) -> None:
@@ -178,6 +202,7 @@ class AtomsWriter:
                 self._crc[name] = _crc(data.astype(ds.dtype, copy=False), self._crc[name])
                 self._nonzero[name] = self._nonzero[name] or bool(data.any())
                 self._buf[name] = []
+        self._buffered = 0
 
     def finish(self) -> None:
         """Flush, write checksums and metadata, mark the file complete and close it."""

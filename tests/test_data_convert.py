@@ -169,9 +169,19 @@ def test_shards_and_workers_give_identical_output(shared_dir, tmp_path):
     srcs = [shared_dir / "mlip_data" / m / f for m, f in (("acac", "train_300K.xyz"), ("ethanol", "train.xyz"))]
     seq = convert(srcs, tmp_path / "a" / "d.h5", ConvertOptions(shard_size=300, **QUIET))
     par = convert(srcs, tmp_path / "b" / "d.h5", ConvertOptions(shard_size=300, workers=2, **QUIET))
-    names = [f"d_{i:04d}.h5" for i in range(6)]  # acac 500 -> 300 + 200; ethanol 1000 -> 300 * 3 + 100
+    names = [f"d_{i:04d}.h5" for i in range(5)]  # 500 acac + 1000 ethanol frames in input order, cut every 300
     assert [p.name for p in seq.outputs] == [p.name for p in par.outputs] == names
-    assert [ShardReader(p).n_frames for p in seq.outputs] == [300, 200, 300, 300, 300, 100]
+    assert [ShardReader(p).n_frames for p in par.outputs] == [300] * 5
+    for p, q in zip(seq.outputs, par.outputs):
+        with ShardReader(p) as a, ShardReader(q) as b:
+            for name in a.atom_fields + a.frame_fields:
+                group = "atoms" if name in a.atom_fields else "frames"
+                assert np.array_equal(a.read_raw(group, name, 0, a.n_atoms if group == "atoms" else a.n_frames),
+                                      b.read_raw(group, name, 0, b.n_atoms if group == "atoms" else b.n_frames))
+                assert a.h5[group][name].attrs["crc32"] == b.h5[group][name].attrs["crc32"]
+            assert a.verify() == b.verify() == []
+    one = convert(srcs, tmp_path / "c" / "d.h5", ConvertOptions(workers=2, **QUIET))
+    assert one.outputs == [tmp_path / "c" / "d.h5"] and ShardReader(one.outputs[0]).n_frames == 1500
     a, b = AtomsDataset(tmp_path / "a"), AtomsDataset(tmp_path / "b")
     assert len(a) == len(b) == 1500
     for i in (0, 499, 500, len(a) - 1):
@@ -213,3 +223,6 @@ def test_parallel_worker_errors_reach_the_caller(tmp_path):
     with pytest.raises(DataError, match=r"bad\.xyz: frame 1: non-finite energy"):
         convert([good, bad], tmp_path / "o.h5", ConvertOptions(workers=2, **QUIET))
     assert not list(tmp_path.glob("o*.h5")) and not list(tmp_path.glob(".tmp-*"))
+    nof = _xyz(tmp_path / "noforces.xyz", [_frame(with_forces=False)])
+    with pytest.raises(DataError, match=r"noforces\.xyz: arrays \['forces'\] differ"):
+        convert([good, nof], tmp_path / "o.h5", ConvertOptions(workers=2, **QUIET))
