@@ -1,22 +1,40 @@
-"""Fused Triton CP kernels against the plain torch product (CPU via TRITON_INTERPRET=1 when there is no GPU)."""
+"""Fused Triton CP kernels against the plain torch product.
+
+Without a GPU the kernels run in Triton's interpreter, which must be switched on (TRITON_INTERPRET=1) before triton
+is first imported (e3nn imports it), so on CPU the tests run in a subprocess started by
+``test_kernels_in_interpreter_subprocess``.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # read when the kernels are first imported
-pytest.importorskip("triton")
-
-from sciml.tdn.cp_tp import cp_product  # noqa: E402
-from sciml.tdn.factors import resolve_rank  # noqa: E402
-from sciml.tdn.cache import load_or_fit  # noqa: E402
-from sciml.tdn.triton_cp import cp_product_fused  # noqa: E402
+from sciml.tdn.cache import load_or_fit
+from sciml.tdn.cp_tp import cp_product
+from sciml.tdn.factors import resolve_rank
+from sciml.tdn.triton_cp import cp_product_fused
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+HAVE_TRITON = importlib.util.find_spec("triton") is not None
+#: this process can launch the kernels (GPU, or the interpreter subprocess)
+CAN_RUN = HAVE_TRITON and (DEVICE == "cuda" or os.environ.get("TRITON_INTERPRET") == "1")
+kernels = pytest.mark.skipif(not CAN_RUN, reason="run by test_kernels_in_interpreter_subprocess (or on a GPU)")
+
+
+@pytest.mark.skipif(CAN_RUN or not HAVE_TRITON, reason="kernels run in this process / triton missing")
+def test_kernels_in_interpreter_subprocess():
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"], env=env,
+                            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "7 passed" in result.stdout, result.stdout[-2000:]
 
 
 def _case(lmax: int, channels: int, edges: int, seed: int = 0):
@@ -29,6 +47,7 @@ def _case(lmax: int, channels: int, edges: int, seed: int = 0):
     return x.requires_grad_(), y.requires_grad_(), w.requires_grad_(), factors
 
 
+@kernels
 @pytest.mark.parametrize("lmax,channels,edges", [(1, 3, 5), (2, 8, 7), (3, 16, 3), (2, 64, 2)])
 def test_fused_matches_torch_forward_and_backward(lmax, channels, edges):
     x, y, w, fs = _case(lmax, channels, edges)
@@ -40,6 +59,7 @@ def test_fused_matches_torch_forward_and_backward(lmax, channels, edges):
         assert float((a - b).norm() / a.norm()) < 1e-12
 
 
+@kernels
 def test_fused_gradcheck_and_double_backward():
     x, y, w, fs = _case(1, 3, 2)
 
@@ -50,6 +70,7 @@ def test_fused_gradcheck_and_double_backward():
     assert torch.autograd.gradgradcheck(fn, (x, y, w))
 
 
+@kernels
 def test_fused_noncontiguous_inputs():
     x, y, w, fs = _case(2, 4, 6)
     xt = x.detach().transpose(1, 2).contiguous().transpose(1, 2)  # same values, channel-major strides
@@ -58,6 +79,7 @@ def test_fused_noncontiguous_inputs():
     assert torch.allclose(cp_product_fused(xt, y, w, *fs), ref, rtol=1e-12, atol=1e-12)
 
 
+@kernels
 def test_module_dispatches_to_fused_kernel():
     from sciml.tdn import CPTensorProduct
 

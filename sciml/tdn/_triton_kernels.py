@@ -13,17 +13,6 @@ import triton.language as tl
 
 
 @triton.jit
-def _load_factors(fx_ptr, fy_ptr, fo_ptr, dd, d_ok, r0, R, BR: tl.constexpr):
-    rr = r0 + tl.arange(0, BR)
-    mask = d_ok[:, None] & (rr < R)[None, :]
-    offs = dd[:, None] * R + rr[None, :]
-    fx = tl.load(fx_ptr + offs, mask=mask, other=0.0)
-    fy = tl.load(fy_ptr + offs, mask=mask, other=0.0)
-    fo = tl.load(fo_ptr + offs, mask=mask, other=0.0)
-    return fx, fy, fo
-
-
-@triton.jit
 def cp_fwd_kernel(x_ptr, y_ptr, w_ptr, fx_ptr, fy_ptr, fo_ptr, out_ptr,
                   E, D, C, R,
                   sxe, sxd, sxc, sye, syd, swe, swc, soe, sod, soc,
@@ -44,7 +33,12 @@ def cp_fwd_kernel(x_ptr, y_ptr, w_ptr, fx_ptr, fy_ptr, fo_ptr, out_ptr,
     yt = tl.load(y_ptr + eb[:, None] * sye + dd[None, :] * syd, mask=(eb < E)[:, None] & d_ok[None, :], other=0.0)
     acc = tl.zeros((BM, DP), dtype=xt.dtype)
     for r0 in range(0, R, BR):
-        fx, fy, fo = _load_factors(fx_ptr, fy_ptr, fo_ptr, dd, d_ok, r0, R, BR)
+        rr = r0 + tl.arange(0, BR)
+        f_mask = d_ok[:, None] & (rr < R)[None, :]
+        f_offs = dd[:, None] * R + rr[None, :]  # factors are contiguous [D, R]
+        fx = tl.load(fx_ptr + f_offs, mask=f_mask, other=0.0)
+        fy = tl.load(fy_ptr + f_offs, mask=f_mask, other=0.0)
+        fo = tl.load(fo_ptr + f_offs, mask=f_mask, other=0.0)
         xa = tl.dot(xt, fx, input_precision=PREC)
         yb = tl.sum(yt[:, :, None] * fy[None, :, :], axis=1)
         h = xa * tl.reshape(tl.broadcast_to(yb[:, None, :], (BE, CP, BR)), (BM, BR))
@@ -82,7 +76,12 @@ def cp_bwd_kernel(x_ptr, y_ptr, w_ptr, g_ptr, fx_ptr, fy_ptr, fo_ptr, gx_ptr, gy
     gy = tl.zeros((BE, DP), dtype=xt.dtype)
     gw = tl.zeros((BM,), dtype=xt.dtype)
     for r0 in range(0, R, BR):
-        fx, fy, fo = _load_factors(fx_ptr, fy_ptr, fo_ptr, dd, d_ok, r0, R, BR)
+        rr = r0 + tl.arange(0, BR)
+        f_mask = d_ok[:, None] & (rr < R)[None, :]
+        f_offs = dd[:, None] * R + rr[None, :]  # factors are contiguous [D, R]
+        fx = tl.load(fx_ptr + f_offs, mask=f_mask, other=0.0)
+        fy = tl.load(fy_ptr + f_offs, mask=f_mask, other=0.0)
+        fo = tl.load(fo_ptr + f_offs, mask=f_mask, other=0.0)
         xa = tl.dot(xt, fx, input_precision=PREC)
         yb = tl.sum(yt[:, :, None] * fy[None, :, :], axis=1)
         ybr = tl.reshape(tl.broadcast_to(yb[:, None, :], (BE, CP, BR)), (BM, BR))
