@@ -87,8 +87,15 @@ class AtomsDataset(torch.utils.data.Dataset):
                 sizes.append(r.frame_bytes)
         cache = sum(sizes) <= frame_cache_mb * 2**20
         self._columns: list[dict[str, np.ndarray] | None] = []
+        layout = None
         for path in self.shard_paths:
             with ShardReader(path) as r:
+                if layout is None:
+                    layout = (set(r.atom_fields), set(r.frame_fields))
+                elif layout != (set(r.atom_fields), set(r.frame_fields)):
+                    diff = (layout[0] ^ set(r.atom_fields)) | (layout[1] ^ set(r.frame_fields))
+                    raise DataError(f"{path}: arrays {sorted(diff)} differ from {self.shard_paths[0]} "
+                                    "(all shards of a data set must store the same arrays)")
                 self._columns.append(r.frame_columns() if cache else None)
                 natoms.append(r.natoms)
                 groups.append(r.column("group").astype(np.int64))

@@ -207,3 +207,13 @@ def test_sampler_resume_mid_epoch_equals_uninterrupted():
     assert run.state_dict(batches_done=5)["batches_done"] == 5
     with pytest.raises(Exception, match="world_size"):
         BlockShuffleBatchSampler(natoms, max_atoms=300, seed=9, world_size=3).load_state_dict(state)
+
+
+def test_shards_with_different_arrays_are_refused(shards, tmp_path, shared_dir):
+    other = tmp_path / "oc.h5"
+    ext = tmp_path / "0.extxyz"
+    ext.write_bytes((shared_dir / "oc_samples" / "toy_c3h8_relax.extxyz").read_bytes())
+    (tmp_path / "0.txt").write_text("random1,frame0,-1.0\n" * 101)
+    convert([ext], other, ConvertOptions(progress=False))   # has ref_energy, the molecules do not
+    with pytest.raises(Exception, match=r"oc\.h5: arrays \['ref_energy'\] differ"):
+        AtomsDataset([shards[0][0], other])
