@@ -146,7 +146,7 @@ COLUMNS = [("lmax", "L"), ("channels", "C"), ("edges", "E"), ("cp_rank", "R"), (
            ("fused_tf32x3_vs_cp_fwdbwd", "tf32x3/CP f+b x"), ("fused_tf32x3_rel_error", "tf32x3 err"),
            ("fused_tf32_fwdbwd_ms", "tf32 f+b ms"), ("fused_tf32_rel_error", "tf32 err"),
            ("e3nn_peak_mib", "e3nn MiB"), ("cp_peak_mib", "CP MiB"), ("shfirst_peak_mib", "SH-first MiB"),
-           ("fused_peak_mib", "fused MiB")]
+           ("fused_peak_mib", "fused MiB"), ("fused_error", "fused error"), ("fused_tf32x3_error", "tf32x3 error")]
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -160,7 +160,7 @@ def markdown_table(rows: list[dict]) -> str:
             return "-"
         if isinstance(v, float):
             return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
-        return str(v)
+        return str(v).replace("|", "/").replace("\n", " ")[:120]
 
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(k)) for k, _ in cols) + " |" for r in rows]

@@ -36,6 +36,10 @@ def _next_pow2(n: int, minimum: int = 1) -> int:
     return p
 
 
+def _cdiv(a: int, b: int) -> int:
+    return (a + b - 1) // b
+
+
 def set_config(rows: int = 64, block_rank: int = 32, num_warps: int = 4) -> None:
     """Change the launch configuration (powers of two; rows >= 16, block_rank >= 16)."""
     CONFIG.update(rows=rows, block_rank=block_rank, num_warps=num_warps)
@@ -63,7 +67,7 @@ def fused_forward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.T
     r = fx.shape[1]
     out = torch.empty(e, d, c, dtype=x.dtype, device=x.device)
     be, cp, dp, br = _config(d, c)
-    grid = (triton_cdiv(e, be),)
+    grid = (_cdiv(e, be),)
     cp_fwd_kernel[grid](x, y, w, fx, fy, fout, out, e, d, c, r,
                         *x.stride(), *y.stride(), *w.stride(), *out.stride(),
                         BE=be, CP=cp, DP=dp, BR=br, PREC=_precision(x.dtype, precision), num_warps=CONFIG["num_warps"])
@@ -82,15 +86,11 @@ def fused_backward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.
     gy = torch.empty(e, d, dtype=x.dtype, device=x.device)
     gw = torch.empty(e, c, dtype=x.dtype, device=x.device)
     be, cp, dp, br = _config(d, c)
-    grid = (triton_cdiv(e, be),)
+    grid = (_cdiv(e, be),)
     cp_bwd_kernel[grid](x, y, w, grad, fx, fy, fout, gx, gy, gw, e, d, c, r,
                         *x.stride(), *y.stride(), *w.stride(), *grad.stride(),
                         BE=be, CP=cp, DP=dp, BR=br, PREC=_precision(x.dtype, precision), num_warps=CONFIG["num_warps"])
     return gx, gy, gw
-
-
-def triton_cdiv(a: int, b: int) -> int:
-    return (a + b - 1) // b
 
 
 def torch_backward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
