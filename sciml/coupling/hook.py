@@ -23,7 +23,7 @@ import torch
 
 from models.mskf_bilstm import TENDENCIES, MSKFBiLSTM
 from sciml.coupling.tile import TILE_COLUMN, TILE_PROFILES, TILE_SURFACE, MSKFTile
-from sciml.errors import DataError
+from sciml.errors import ConfigError, DataError
 
 #: hook state keys for the held tendencies (lower-case WRF names)
 HELD: tuple[str, ...] = tuple(name.lower() for name in TENDENCIES)
@@ -43,6 +43,8 @@ class MSKFSurrogate:
         if threads is not None:
             torch.set_num_threads(int(threads))
         self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but this PyTorch has no CUDA device; use --device cpu")
         self.tile = MSKFTile(model.eval()).to(self.device).eval()
         self.n_levels = self.tile.n_levels
 
