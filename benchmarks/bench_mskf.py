@@ -4,7 +4,7 @@
 
 Cases: the shipped model (3 layers x 32 units) and two smaller Bi-LSTMs (timing only; weights do not change the
 cost) on a 96 x 96 x 40 tile (the training run's domain: 9,216 columns, MSKF's reference) and a 220 x 200 x 44 tile
-(the paper's domain), 1 and 2 threads, float32. "network" = tile module on ready tensors; "step" =
+(the paper's domain), 1 and 2 threads, float32 and (shipped size) bfloat16 autocast (AMX). "network" = tile module on ready tensors; "step" =
 MSKFSurrogate.step end to end (NumPy Fortran arrays in, layout conversion, network, NumPy out). The 1-minute load
 average is recorded: the machine is shared, so timings are upper bounds.
 """
@@ -44,18 +44,20 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one small case (smoke test)")
     args = ap.parse_args()
     ref = load_reference(args.checkpoint)
-    cases = [(3, 32, 96, 96, 40, t) for t in (1, 2)] + [(3, 32, 220, 200, 44, t) for t in (1, 2)] \
-        + [(layers, hidden, 96, 96, 40, 2) for layers, hidden in ((1, 16), (1, 8))]
+    f32, bf16 = torch.float32, torch.bfloat16
+    cases = [(3, 32, 96, 96, 40, t, d) for t in (1, 2) for d in (f32, bf16)] \
+        + [(3, 32, 220, 200, 44, t, f32) for t in (1, 2)] + [(3, 32, 220, 200, 44, 1, bf16)] \
+        + [(layers, hidden, 96, 96, 40, 2, f32) for layers, hidden in ((1, 16), (1, 8))]
     if args.quick:
-        cases = [(1, 8, 16, 16, 40, 1)]
+        cases = [(1, 8, 16, 16, 40, 1, f32)]
     rows = []
-    for layers, hidden, ni, nj, nk, threads in cases:
+    for layers, hidden, ni, nj, nk, threads, dtype in cases:
         torch.set_num_threads(threads)
         model = with_levels(ref, nk, hidden=hidden, layers=layers)
-        row = bench_case(model, ni, nj, "cpu", repeats=3, budget_s=10.0)
+        row = bench_case(model, ni, nj, "cpu", dtype=dtype, repeats=3, budget_s=10.0)
         row.update({"flops_per_column": flops_per_column(model), "load_avg_1min": os.getloadavg()[0]})
         rows.append(row)
-        print(f"{layers}x{hidden} {ni}x{nj}x{nk} threads={threads}: network {row['network_us_per_column']:.1f} "
+        print(f"{layers}x{hidden} {ni}x{nj}x{nk} threads={threads} {row['dtype']}: network {row['network_us_per_column']:.1f} "
               f"us/col, step {row['step_us_per_column']:.1f} us/col ({row['vs_mskf']:.0f}x MSKF), "
               f"load {row['load_avg_1min']:.1f}", flush=True)
     result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),

@@ -137,3 +137,21 @@ def test_torchscript_export_matches_the_python_model_exactly(frame, model, tmp_p
     # the same module behind the NumPy hook
     out = MSKFSurrogate(model).step(state, dt=DT)
     assert np.array_equal(out["rthcuten"], got[0][..., 0].numpy())
+
+
+def test_bfloat16_network_keeps_float32_outputs_and_exact_constraints(frame, model):
+    state = tile_state(frame, 2, 5, 3, 4)
+    ref = MSKFSurrogate(model).step(state, dt=DT)
+    low = MSKFSurrogate(model, precision="bfloat16").step(state, dt=DT)
+    held = state["nca"] >= 0.5 * DT
+    for name in [*HELD, "pratec", "nca"]:
+        assert low[name].dtype == np.float32 and low[name].flags.f_contiguous
+    mask = np.broadcast_to(held[:, None, :], low["rthcuten"].shape)
+    assert mask.any() and np.array_equal(low["rthcuten"][mask], state["rthcuten"][mask])  # held: passed through
+    assert np.all(np.remainder(low["nca"][~held], DT) == 0)
+    on = (ref["trigger_prob"] > 0.6) & (low["trigger_prob"] > 0.6) & ~held
+    scale = np.abs(ref["rthcuten"]).max()
+    np.testing.assert_allclose(low["rthcuten"].transpose(0, 2, 1)[on], ref["rthcuten"].transpose(0, 2, 1)[on],
+                               atol=0.05 * scale)
+    with pytest.raises(Exception, match="precision"):
+        MSKFSurrogate(model, precision="float16")

@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output times to score, a Python slice over the concatenated files, e.g. --frames=-1: for the "
                         "last one (default: all)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="network arithmetic; bfloat16 = autocast (AMX CPUs, GPUs); default float32")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from sciml.mskf.evaluate import evaluate
 
     report, skill = evaluate(args.checkpoint, args.wrfout, device=args.device, progress=not args.quiet,
-                             frames=args.frames)
+                             frames=args.frames, precision=args.precision)
     if args.plots is not None:
         from sciml.mskf.plots import precipitation_maps, r2_profiles
 

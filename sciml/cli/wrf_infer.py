@@ -13,6 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="trained surrogate (.pt)")
     p.add_argument("-o", "--output", type=Path, required=True, help="netCDF file to write (atomically)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="network arithmetic; bfloat16 = autocast (AMX CPUs, GPUs); default float32")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -21,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from sciml.coupling import MSKFSurrogate
     from sciml.mskf.infer import open_checked, write_predictions
 
-    surrogate = MSKFSurrogate.from_checkpoint(args.checkpoint, device=args.device)
+    surrogate = MSKFSurrogate.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
     ds = open_checked(args.wrfout, surrogate)
     s = write_predictions(ds, surrogate, args.output, str(args.checkpoint), progress=not args.quiet)
     print(f"wrote {s['out']}: {s['frames']} output time(s) x {s['columns_per_frame']} columns x {s['levels']} levels")

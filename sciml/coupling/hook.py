@@ -39,7 +39,13 @@ def w0avg_length(dt: float, cudt: float) -> float:
 class MSKFSurrogate:
     """The MSKF surrogate as a WRF tile hook; see :meth:`step`."""
 
-    def __init__(self, model: MSKFBiLSTM, device: str | torch.device = "cpu", threads: int | None = None):
+    def __init__(self, model: MSKFBiLSTM, device: str | torch.device = "cpu", threads: int | None = None,
+                 precision: str = "float32"):
+        """``precision``: "float32", or "bfloat16" to run the network under bf16 autocast (AMX / tensor cores;
+        inputs, normalisation, constraints and outputs stay float32)."""
+        if precision not in ("float32", "bfloat16"):
+            raise ConfigError(f"precision must be float32 or bfloat16, got {precision!r}")
+        self.precision = precision
         if threads is not None:
             torch.set_num_threads(int(threads))
         self.device = torch.device(device)
@@ -50,11 +56,11 @@ class MSKFSurrogate:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
-                        threads: int | None = None) -> MSKFSurrogate:
+                        threads: int | None = None, precision: str = "float32") -> MSKFSurrogate:
         """Load a trained surrogate (``sciml train`` checkpoint or ``examples/pretrained/mskf-bilstm.pt``)."""
         from sciml.mskf.checkpoint import load_mskf_model
 
-        return cls(load_mskf_model(path), device=device, threads=threads)
+        return cls(load_mskf_model(path), device=device, threads=threads, precision=precision)
 
     @torch.inference_mode()
     def step(self, state: Mapping[str, np.ndarray], *, dt: float, cudt: float = 0.0,
@@ -86,8 +92,9 @@ class MSKFSurrogate:
         else:  # nothing is held: the held tendencies are never read
             held = torch.zeros((ni, nk, nj, len(HELD)), dtype=torch.float32, device=dev)
         params = torch.tensor([dt, w0avg_length(dt, cudt)], dtype=torch.float32, device=dev)
-        tend, col, w0avg = self.tile(prof, tensor("w"), sfc, held, params)
-        tend, col, w0avg = tend.cpu().numpy(), col.cpu().numpy(), w0avg.cpu().numpy()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+            tend, col, w0avg = self.tile(prof, tensor("w"), sfc, held, params)
+        tend, col, w0avg = (x.float().cpu().numpy() for x in (tend, col, w0avg))
         result = {name: tend[..., c] for c, name in enumerate(HELD)}
         result.update({name: col[..., c] for c, name in enumerate(TILE_COLUMN)})
         result["w0avg"] = w0avg

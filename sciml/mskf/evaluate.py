@@ -129,10 +129,11 @@ TRUTH_VARIABLES: tuple[str, ...] = (*SCORED_3D, *SCORED_2D)
 
 
 def evaluate(checkpoint: str | os.PathLike, paths: Sequence[str | os.PathLike], device: str = "cpu",
-             progress: bool = True, frames: slice = slice(None)) -> tuple[dict[str, Any], Skill]:
+             progress: bool = True, frames: slice = slice(None),
+             precision: str = "float32") -> tuple[dict[str, Any], Skill]:
     """Scores of the surrogate in ``checkpoint`` on the output times ``frames`` of ``paths`` (all by default;
     indices into the concatenated files) - see :meth:`Skill.report`."""
-    surrogate = MSKFSurrogate.from_checkpoint(checkpoint, device=device)
+    surrogate = MSKFSurrogate.from_checkpoint(checkpoint, device=device, precision=precision)
     ds = open_checked(paths, surrogate, also=TRUTH_VARIABLES)
     ds = ds.isel(Time=frames)
     if ds.sizes["Time"] == 0:
@@ -146,5 +147,5 @@ def evaluate(checkpoint: str | os.PathLike, paths: Sequence[str | os.PathLike], 
     report = skill.report()
     times = [str(t) for t in np.asarray(ds["time"].values).astype("datetime64[s]")] if "time" in ds.coords else []
     report.update({"checkpoint": str(checkpoint), "files": [str(p) for p in paths], "frames": int(ds.sizes["Time"]),
-                   "times": times, "dt": dt})
+                   "times": times, "dt": dt, "precision": precision})
     return report, skill
