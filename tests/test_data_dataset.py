@@ -95,6 +95,11 @@ def test_items_do_not_alias_cached_arrays(shards):
     d.energy -= 5.0
     d.natoms += 1
     assert float(ds[10].energy) == float(d.energy) + 5.0 and int(ds[10].natoms) == 15
+    batch_item = ds.__getitems__([10, 11])[0]   # served from the per-process block cache
+    batch_item.pos += 1.0
+    batch_item.z[:] = 0
+    again = ds.__getitems__([11, 10])[1]
+    assert torch.equal(again.pos, ds[10].pos) and again.z.tolist() == ds[10].z.tolist() and again.z.min() > 0
 
 
 def test_pickling_drops_handles_and_workers_match(shards):
