@@ -87,7 +87,7 @@ def _crc(arr: np.ndarray, crc: int) -> int:
 class AtomsWriter:
     """Append :class:`Frame` objects to a new shard at ``tmp_path``; :meth:`finish` writes the metadata.
 
-    ``metadata`` goes to root attributes: ``energy_convention`` (see format.ENERGY_CONVENTIONS), ``provenance``
+    Root attributes: ``energy_convention`` (see format.ENERGY_CONVENTIONS), ``provenance``
     (dict, stored as JSON), ``element_reference_energies`` ({atomic number: eV}, stored as JSON).
     """
 
@@ -112,6 +112,16 @@ class AtomsWriter:
         self.n_atoms = 0
         self._elements: set[int] = set()
 
+    def _use_layout(self, layout: tuple[set[str], set[str]], message: str) -> None:
+        """Create the arrays for ``layout`` on first use; later raise DataError(``message`` with the differing
+        names) if a frame brings another set of arrays."""
+        if self._fields is None:
+            self._fields = layout
+            self._create(layout)
+        elif layout != self._fields:
+            diff = (self._fields[0] ^ layout[0]) | (self._fields[1] ^ layout[1])
+            raise DataError(message.format(sorted(diff)))
+
     def _layout(self, frame: Frame) -> tuple[set[str], set[str]]:
         atom = {"numbers", "positions", "fixed", "tags"} | ({"forces"} if frame.forces is not None else set())
         per_frame = {"natoms", "energy", "cell", "pbc", "group", "frame_id"} | set(frame.extra)
@@ -119,14 +129,8 @@ class AtomsWriter:
 
     def append(self, frame: Frame) -> None:
         """Buffer one validated frame (call :func:`validate_frame` first). Raises DataError on a layout change."""
-        layout = self._layout(frame)
-        if self._fields is None:
-            self._fields = layout
-            self._create(layout)
-        elif layout != self._fields:
-            missing = (self._fields[0] ^ layout[0]) | (self._fields[1] ^ layout[1])
-            raise DataError(f"fields {sorted(missing)} present in some frames but not in others "
-                            "(all frames of a shard must carry the same fields)")
+        self._use_layout(self._layout(frame), "fields {} present in some frames but not in others "
+                                              "(all frames of a shard must carry the same fields)")
         n = len(frame.numbers)
         b = self._buf
         b["numbers"].append(np.asarray(frame.numbers, dtype=np.uint8))
@@ -154,13 +158,7 @@ class AtomsWriter:
     def append_arrays(self, atoms: dict[str, np.ndarray], frames: dict[str, np.ndarray]) -> None:
         """Append frames given as stored arrays (``/atoms/*`` rows and ``/frames/*`` rows, ``natoms`` included),
         e.g. a range read from another shard; used to merge shards."""
-        layout = (set(atoms), set(frames))
-        if self._fields is None:
-            self._fields = layout
-            self._create(layout)
-        elif layout != self._fields:
-            raise DataError(f"arrays {sorted((self._fields[0] ^ layout[0]) | (self._fields[1] ^ layout[1]))} "
-                            "differ between the shards being merged")
+        self._use_layout((set(atoms), set(frames)), "arrays {} differ between the shards being merged")
         for name, arr in atoms.items():
             self._buf[name].append(np.asarray(arr, dtype=ATOM_FIELDS[name][0]))
         for name, arr in frames.items():
