@@ -36,12 +36,12 @@ def run_quickstart(workdir: Path) -> None:
     HDF5 under ``workdir/data``, print their summaries and the loader throughput."""
     out = workdir / "data"
     acac = EXAMPLES / "acac"
-    jobs = [([acac / "train_300K.xyz"], out / "acac_train_300K.h5",
+    jobs = [([acac / "train_300K.xyz"], out / "acac_train_300K.h5", f"--ref-energies {acac / 'isolated_atoms.xyz'}",
              ConvertOptions(ref_energies=acac / "isolated_atoms.xyz", progress=False)),
-            ([EXAMPLES / "oc20" / "toy_c3h8_relax.extxyz"], out / "oc20_toy_c3h8.h5",
+            ([EXAMPLES / "oc20" / "toy_c3h8_relax.extxyz"], out / "oc20_toy_c3h8.h5", "--group-by file",
              ConvertOptions(group_by="file", progress=False))]
-    for inputs, target, opts in jobs:
-        print(f"$ sciml data convert {' '.join(str(p) for p in inputs)} -o {target}")
+    for inputs, target, flags, opts in jobs:
+        print(f"$ sciml data convert {' '.join(str(p) for p in inputs)} -o {target} {flags}")
         print(convert(inputs, target, opts).summary())
         print(f"$ sciml data info {target}")
         print(format_info(dataset_info(target)))
