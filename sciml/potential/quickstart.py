@@ -28,7 +28,7 @@ schedule:
   name: cosine
   warmup_steps: 20
 train:
-  max_epochs: 25
+  max_epochs: 20
   ema_decay: 0.95
   val_every: 5
   progress: false
