@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.mskf_bilstm import MSKFBiLSTM, apply_constraints, build_from_state_dict, saturation_mixing_ratio
+from models.mskf_bilstm import apply_constraints, build_from_state_dict, build_model, saturation_mixing_ratio
 from sciml.mskf.task import MSKFTask
 
 DT = 45.0
@@ -53,14 +53,15 @@ def crop_columns(repo_dir, tmp_path_factory):
     return out
 
 
-def _task(path, hidden=8, layers=1):
+def _task(path, hidden=8, layers=1, architecture="bilstm"):
     return MSKFTask({"path": str(path), "val_frames": 0, "test_frames": 0, "batch_size": 128},
-                    {"hidden": hidden, "layers": layers, "n_levels": 0},
+                    {"architecture": architecture, "hidden": hidden, "layers": layers, "n_levels": 0},
                     {"trigger_weight": 1.0, "regression_weight": 1.0, "regression": "mse"})
 
 
-def test_normalisation_lives_in_the_state_dict_and_level_count_comes_from_data(crop_columns):
-    task = _task(crop_columns)
+@pytest.mark.parametrize("architecture", ["bilstm", "mlp"])
+def test_normalisation_lives_in_the_state_dict_and_level_count_comes_from_data(crop_columns, architecture):
+    task = _task(crop_columns, architecture=architecture)
     train, val = task.datasets()
     assert val is None and len(train) == 768
     model = task.build_model(train)
@@ -77,9 +78,10 @@ def test_normalisation_lives_in_the_state_dict_and_level_count_comes_from_data(c
     assert blank.n_levels == 40 and torch.equal(blank.tend_scale, model.tend_scale)
 
 
-def test_training_reduces_the_loss_on_real_columns(crop_columns):
+@pytest.mark.parametrize("architecture,hidden", [("bilstm", 8), ("mlp", 32)])
+def test_training_reduces_the_loss_on_real_columns(crop_columns, architecture, hidden):
     torch.manual_seed(0)
-    task = _task(crop_columns)
+    task = _task(crop_columns, hidden=hidden, architecture=architecture)
     train, _ = task.datasets()
     model = task.build_model(train)
     batch = task.collate([train[i] for i in range(len(train))])
@@ -98,10 +100,27 @@ def test_training_reduces_the_loss_on_real_columns(crop_columns):
     assert report["trigger_f1"] > 0.7 and report["r2_RTHCUTEN"] > 0.0
 
 
-def test_model_is_not_fixed_to_44_levels():
-    model = MSKFBiLSTM(n_levels=17, hidden=4, layers=2)
+@pytest.mark.parametrize("architecture", ["bilstm", "mlp"])
+def test_model_is_not_fixed_to_44_levels(architecture):
+    model = build_model(architecture, n_levels=17, hidden=4, layers=2)
     logit, tend, col = model(torch.rand(3, 17, 11) + 1.0, torch.rand(3, 3))
     assert logit.shape == (3,) and tend.shape == (3, 17, 6) and col.shape == (3, 2)
+
+
+def test_mlp_reads_the_same_column_from_any_memory_layout():
+    """The tile passes channel-major views, training contiguous batches: a column's outputs must not depend on it."""
+    torch.manual_seed(0)
+    model = build_model("mlp", n_levels=9, hidden=16, layers=2).eval()
+    prof, sfc = torch.rand(5, 9, 11) + 1.0, torch.rand(5, 3)
+    channel_major = prof.permute(2, 1, 0).contiguous().permute(2, 1, 0)
+    with torch.no_grad():
+        a, b = model(prof, sfc), model(channel_major, sfc)
+        one = model(prof[2:3], sfc[2:3])
+    for x, y, z in zip(a, b, one):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+        torch.testing.assert_close(x[2:3], z, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown MSKF architecture"):
+        build_model("transformer", 9, 16, 2)
 
 
 def test_split_by_time_keeps_test_frames_out_of_training_and_validation():

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.mskf_bilstm import PROFILE_INPUTS, MSKFBiLSTM
+from models.mskf_bilstm import PROFILE_INPUTS, MSKFNet, build_model
 from sciml.coupling.hook import MSKFSurrogate
 from sciml.coupling.tile import TILE_PROFILES
 
@@ -23,10 +23,10 @@ from sciml.coupling.tile import TILE_PROFILES
 MSKF_SECONDS_PER_COLUMN = 24.3 / (480 * 9216)
 
 
-def with_levels(model: MSKFBiLSTM, n_levels: int, hidden: int | None = None, layers: int | None = None) -> MSKFBiLSTM:
-    """A model of the same kind for ``n_levels`` levels (statistics interpolated over the level index; trained
-    weights kept where the shapes allow). Timing does not depend on the weights' values."""
-    out = MSKFBiLSTM(n_levels, hidden=hidden or model.hidden, layers=layers or model.layers)
+def with_levels(model: MSKFNet, n_levels: int, hidden: int | None = None, layers: int | None = None) -> MSKFNet:
+    """A model of the same architecture for ``n_levels`` levels (statistics interpolated over the level index;
+    trained weights kept where the shapes allow). Timing does not depend on the weights' values."""
+    out = build_model(model.architecture, n_levels, hidden=hidden or model.hidden, layers=layers or model.layers)
     src = np.linspace(0.0, 1.0, model.n_levels)
     dst = np.linspace(0.0, 1.0, n_levels)
     state = out.state_dict()
@@ -39,7 +39,7 @@ def with_levels(model: MSKFBiLSTM, n_levels: int, hidden: int | None = None, lay
     return out.eval()
 
 
-def synthetic_state(model: MSKFBiLSTM, ni: int, nj: int, seed: int = 0) -> dict[str, np.ndarray]:
+def synthetic_state(model: MSKFNet, ni: int, nj: int, seed: int = 0) -> dict[str, np.ndarray]:
     """A hook state for an ``ni`` x ``nj`` tile (WRF memory order, Fortran arrays, float32) drawn around the
     model's per-level training means (0.3 standard deviations of noise); NCA = 0 everywhere (all columns evaluated)."""
     rng = np.random.default_rng(seed)
@@ -78,24 +78,14 @@ def time_call(fn: Callable[[], Any], repeats: int, sync: Callable[[], None] = la
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": len(times)}
 
 
-def network_inputs(model: MSKFBiLSTM, state: dict[str, np.ndarray], device: torch.device) -> tuple[torch.Tensor, ...]:
-    """The tile module's input tensors for ``state`` on ``device`` (packing done once, outside the timing)."""
-    ni, nk, nj = state["t"].shape
-    prof = np.stack([state[n] for n in TILE_PROFILES], axis=-1)
-    sfc = np.stack([state["hfx"], state["ust"], state["pblh"], state["nca"], np.zeros_like(state["nca"])], axis=-1)
-    held = np.zeros((ni, nk, nj, 6), np.float32)
-    return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in
-                 (prof, state["w"], sfc, held, np.array([45.0, 2.0], np.float32)))
-
-
-def bench_case(model: MSKFBiLSTM, ni: int, nj: int, device: str, dtype: torch.dtype = torch.float32,
+def bench_case(model: MSKFNet, ni: int, nj: int, device: str, dtype: torch.dtype = torch.float32,
                repeats: int = 5, budget_s: float = 20.0, end_to_end: bool = True) -> dict[str, Any]:
     """Network-only (tile module on device-resident tensors) and end-to-end hook timings for one tile size."""
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     surrogate = MSKFSurrogate(model, device=dev, precision="bfloat16" if dtype == torch.bfloat16 else "float32")
     state = synthetic_state(model, ni, nj)
-    args = network_inputs(model, state, dev)
+    args = surrogate.inputs(state, dt=45.0)  # packed once, outside the timing
     autocast = torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32)
 
     def network() -> None:
@@ -104,7 +94,8 @@ def bench_case(model: MSKFBiLSTM, ni: int, nj: int, device: str, dtype: torch.dt
 
     cols = ni * nj
     row: dict[str, Any] = {"device": str(dev), "dtype": str(dtype).replace("torch.", ""), "ni": ni, "nj": nj,
-                           "nk": model.n_levels, "columns": cols, "hidden": model.hidden, "layers": model.layers,
+                           "nk": model.n_levels, "columns": cols, "architecture": model.architecture,
+                           "hidden": model.hidden, "layers": model.layers,
                            "threads": torch.get_num_threads() if dev.type == "cpu" else None}
     net = time_call(network, repeats, sync, budget_s=budget_s)
     row.update({"network_s": net["median_s"], "network_us_per_column": 1e6 * net["median_s"] / cols,

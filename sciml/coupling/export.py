@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
-from models.mskf_bilstm import MSKFBiLSTM, TENDENCIES
+from models.mskf_bilstm import TENDENCIES, MSKFNet
 from sciml.coupling.tile import TILE_COLUMN, TILE_PROFILES, TILE_SURFACE, MSKFTile
 from sciml.utils.atomic import atomic_path
 
 
-def interface(model: MSKFBiLSTM) -> dict[str, Any]:
+def interface(model: MSKFNet) -> dict[str, Any]:
     """Machine-readable description of the exported module's inputs and outputs (stored in the file)."""
     nk = model.n_levels
     return {
@@ -33,12 +33,13 @@ def interface(model: MSKFBiLSTM) -> dict[str, Any]:
         },
         "dtype": "float32",
         "layout": "WRF memory order (i, k, j); shapes listed as Fortran shapes; outputs have Fortran strides",
+        "model": model.config(),
         "grid": {"n_levels": nk, "p_top_pa": float(model.grid_p_top),
                  "znw": [float(v) for v in model.grid_eta]},
     }
 
 
-def export_torchscript(model: MSKFBiLSTM, path: str | os.PathLike) -> torch.jit.ScriptModule:
+def export_torchscript(model: MSKFNet, path: str | os.PathLike) -> torch.jit.ScriptModule:
     """Script :class:`MSKFTile` around ``model`` (CPU, float32, eval) and save it atomically to ``path``.
 
     The file also holds ``interface.json`` (see :func:`interface`) as a TorchScript extra file. TorchScript is

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from models.mskf_bilstm import TENDENCIES, MSKFBiLSTM
+from models.mskf_bilstm import TENDENCIES, MSKFNet
 from sciml.coupling.tile import TILE_COLUMN, TILE_PROFILES, TILE_SURFACE, MSKFTile
 from sciml.errors import ConfigError, DataError
 
@@ -39,7 +39,7 @@ def w0avg_length(dt: float, cudt: float) -> float:
 class MSKFSurrogate:
     """The MSKF surrogate as a WRF tile hook; see :meth:`step`."""
 
-    def __init__(self, model: MSKFBiLSTM, device: str | torch.device = "cpu", threads: int | None = None,
+    def __init__(self, model: MSKFNet, device: str | torch.device = "cpu", threads: int | None = None,
                  precision: str = "float32"):
         """``precision``: "float32", or "bfloat16" to run the network under bf16 autocast (AMX / tensor cores;
         inputs, normalisation, constraints and outputs stay float32)."""
@@ -62,6 +62,33 @@ class MSKFSurrogate:
 
         return cls(load_mskf_model(path), device=device, threads=threads, precision=precision)
 
+    def inputs(self, state: Mapping[str, np.ndarray], *, dt: float,
+               cudt: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The tile module's inputs ``(profiles, w, surface, held, params)`` for ``state`` (see :meth:`step`), on
+        this surrogate's device. Profiles (and held tendencies, when read) are stacked channel-major, which for
+        Fortran-ordered fields is one plain copy per field and the layout the tile module gathers from fastest."""
+        ni, nk, nj = self._shape(state)
+        dev = self.device
+
+        def tensor(name: str) -> torch.Tensor:  # no copy on the CPU for float32 input; one transfer to a GPU
+            return torch.from_numpy(np.asarray(state[name], dtype=np.float32)).to(dev)
+
+        def channels(fields: list[torch.Tensor]) -> torch.Tensor:
+            # stacked channel-major as (c, j, k, i) memory, a plain copy of Fortran-ordered arrays; (i, k, j, c) view
+            return torch.stack([f.permute(2, 1, 0) for f in fields], dim=0).permute(3, 2, 1, 0)
+
+        zeros2d = torch.zeros((ni, nj), dtype=torch.float32, device=dev)
+        prof = channels([tensor(n) for n in TILE_PROFILES])
+        sfc = torch.stack([tensor(n) if n in state else zeros2d for n in TILE_SURFACE], dim=-1)
+        nca = state.get("nca")
+        if nca is not None and bool(np.any(np.asarray(nca) >= 0.5 * dt)):
+            zeros3d = torch.zeros((ni, nk, nj), dtype=torch.float32, device=dev)
+            held = channels([tensor(n) if n in state else zeros3d for n in HELD])
+        else:  # nothing is held: the held tendencies are never read (a broadcast zero, no memory)
+            held = torch.zeros((1, 1, 1, 1), dtype=torch.float32, device=dev).expand(ni, nk, nj, len(HELD))
+        params = torch.tensor([dt, w0avg_length(dt, cudt)], dtype=torch.float32, device=dev)
+        return prof, tensor("w"), sfc, held, params
+
     @torch.inference_mode()
     def step(self, state: Mapping[str, np.ndarray], *, dt: float, cudt: float = 0.0,
              out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -76,24 +103,10 @@ class MSKFSurrogate:
         (mm), ``nca`` (s), ``trigger_prob``: float32, Fortran-ordered. With ``out`` (same keys), results are also
         copied into those arrays (e.g. WRF's own buffers) and those arrays are returned.
         """
-        ni, nk, nj = self._shape(state)
         dev = self.device
-
-        def tensor(name: str) -> torch.Tensor:  # no copy on the CPU for float32 input; one transfer to a GPU
-            return torch.from_numpy(np.asarray(state[name], dtype=np.float32)).to(dev)
-
-        zeros2d = torch.zeros((ni, nj), dtype=torch.float32, device=dev)
-        prof = torch.stack([tensor(n) for n in TILE_PROFILES], dim=-1)
-        sfc = torch.stack([tensor(n) if n in state else zeros2d for n in TILE_SURFACE], dim=-1)
-        nca = state.get("nca")
-        if nca is not None and bool(np.any(np.asarray(nca) >= 0.5 * dt)):
-            zeros3d = torch.zeros((ni, nk, nj), dtype=torch.float32, device=dev)
-            held = torch.stack([tensor(n) if n in state else zeros3d for n in HELD], dim=-1)
-        else:  # nothing is held: the held tendencies are never read
-            held = torch.zeros((ni, nk, nj, len(HELD)), dtype=torch.float32, device=dev)
-        params = torch.tensor([dt, w0avg_length(dt, cudt)], dtype=torch.float32, device=dev)
+        args = self.inputs(state, dt=dt, cudt=cudt)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
-            tend, col, w0avg = self.tile(prof, tensor("w"), sfc, held, params)
+            tend, col, w0avg = self.tile(*args)
         tend, col, w0avg = (x.float().cpu().numpy() for x in (tend, col, w0avg))
         result = {name: tend[..., c] for c, name in enumerate(HELD)}
         result.update({name: col[..., c] for c, name in enumerate(TILE_COLUMN)})

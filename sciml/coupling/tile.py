@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.mskf_bilstm import MSKFBiLSTM, apply_constraints
+from models.mskf_bilstm import MSKFNet, apply_constraints
 
 #: channel order of the ``profiles`` tile input
 TILE_PROFILES: tuple[str, ...] = ("u", "v", "t", "qv", "p", "th", "dz8w", "rho", "pi", "w0avg")
@@ -41,9 +41,9 @@ def _fortran(x: torch.Tensor) -> torch.Tensor:
 
 
 class MSKFTile(nn.Module):
-    """Normalisation, Bi-LSTM and MSKF post-constraints for one WRF tile (see the module docstring for shapes)."""
+    """Normalisation, network (any architecture) and MSKF post-constraints for one WRF tile (see the module docstring for shapes)."""
 
-    def __init__(self, model: MSKFBiLSTM, threshold: float = 0.5):
+    def __init__(self, model: MSKFNet, threshold: float = 0.5):
         super().__init__()
         self.model = model
         self.threshold = float(threshold)
@@ -62,13 +62,14 @@ class MSKFTile(nn.Module):
         tst = float(params[1].item())
         wbar = 0.5 * (w[:, :-1, :] + w[:, 1:, :])
         w0avg = (profiles[:, :, :, 9] * (tst - 1.0) + wbar) / tst
-        # model channel order: u, v, w, t, qv, p, th, dz8w, rho, pi, w0avg
-        prof = torch.cat([profiles[:, :, :, 0:2], wbar.unsqueeze(-1), profiles[:, :, :, 2:9],
-                          w0avg.unsqueeze(-1)], dim=-1)
+        # model channel order: u, v, w, t, qv, p, th, dz8w, rho, pi, w0avg; gathered channel-major (c, k, j, i), i.e.
+        # in contiguous runs of ni for Fortran-ordered inputs, and viewed as [N, K, 11] with column c = j * ni + i
         n = ni * nj
-        prof = prof.permute(2, 0, 1, 3).reshape(n, nk, 11)          # column c = j * ni + i
+        cm = profiles.permute(3, 1, 2, 0)
+        prof = torch.cat([cm[0:2], wbar.permute(1, 2, 0).unsqueeze(0), cm[2:9], w0avg.permute(1, 2, 0).unsqueeze(0)],
+                         dim=0).reshape(11, nk, n).permute(2, 1, 0)
         sfc = surface.permute(1, 0, 2).reshape(n, 5)
-        prev = held.permute(2, 0, 1, 3).reshape(n, nk, 6)
+        prev = held.permute(3, 1, 2, 0).reshape(6, nk, n).permute(2, 1, 0)
         logit, tend_n, col_n = self.model(prof, sfc[:, 0:3])
         tend, col = self.model.denormalise(tend_n, col_n)
         tend, pratec, nca, prob = apply_constraints(logit, tend, col, sfc[:, 3], prev, sfc[:, 4], dt,

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from models.mskf_bilstm import MSKFBiLSTM, build_from_state_dict
+from models.mskf_bilstm import MSKFNet, build_from_state_dict
 from sciml.errors import DataError
 
 #: where a state dict may sit inside a checkpoint dict, most preferred first (EMA weights win)
@@ -26,8 +26,8 @@ def _find_state(obj: Any) -> dict[str, torch.Tensor] | None:
     return None
 
 
-def load_mskf_model(path: str | os.PathLike) -> MSKFBiLSTM:
-    """The :class:`MSKFBiLSTM` stored in ``path`` (CPU, eval mode). Raises :class:`DataError` naming the file."""
+def load_mskf_model(path: str | os.PathLike) -> MSKFNet:
+    """The MSKF surrogate (:class:`MSKFNet`, either architecture) stored in ``path`` (CPU, eval mode). Raises :class:`DataError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
@@ -43,5 +43,5 @@ def load_mskf_model(path: str | os.PathLike) -> MSKFBiLSTM:
     try:
         model = build_from_state_dict(state)
     except (KeyError, RuntimeError) as exc:
-        raise DataError(f"{path}: weights do not form an MSKF Bi-LSTM ({exc})") from exc
+        raise DataError(f"{path}: weights do not form an MSKF surrogate ({exc})") from exc
     return model.eval()

@@ -131,7 +131,7 @@ def write_predictions(ds: xr.Dataset, surrogate: MSKFSurrogate, out_path: str | 
             if not key.startswith("sciml_"):
                 nc.setncattr(key, value)
         nc.setncattr("Conventions", "CF-1.8")
-        nc.setncattr("title", "MSKF cumulus fields predicted by the sciml Bi-LSTM surrogate")
+        nc.setncattr("title", "MSKF cumulus fields predicted by the sciml surrogate")
         nc.setncattr("source", f"sciml {__version__} MSKF surrogate, checkpoint {checkpoint}")
         nc.setncattr("input_files", ", ".join(ds.attrs.get("sciml_files", [])))
         nc.setncattr("comment", "offline inference from the state alone: every column treated as evaluated by "

@@ -1,4 +1,4 @@
-"""``task: mskf`` for ``sciml train``: the MSKF Bi-LSTM surrogate trained on a ``sciml wrf extract`` column file.
+"""``task: mskf`` for ``sciml train``: the MSKF surrogate (``model.architecture``: bilstm | mlp) trained on a ``sciml wrf extract`` column file.
 
 Loss = ``trigger_weight`` * BCE(trigger) + ``regression_weight`` * (MSE or MAE) of the normalised tendencies,
 PRATEC and NCA on columns where convection is truly active (teacher forcing: the regression is not gated by the
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.mskf_bilstm import COLUMN_OUTPUTS, TENDENCIES, MSKFBiLSTM
+from models.mskf_bilstm import ARCHITECTURES, COLUMN_OUTPUTS, TENDENCIES, MSKFNet, build_model
 from sciml.errors import ConfigError
 from sciml.mskf.data import ColumnArrays, load_columns, split_by_time
 from sciml.training.samplers import IndexBatchSampler
@@ -48,8 +48,9 @@ class MSKFTask(Task):
         "batch_size": 256,
     }
     model_defaults: ClassVar[dict[str, Any]] = {
-        "hidden": 32,        # LSTM units per direction
-        "layers": 3,
+        "architecture": "bilstm",  # bilstm (the paper's) | mlp (column MLP: the fast CPU option)
+        "hidden": 32,        # LSTM units per direction, or MLP width
+        "layers": 3,         # LSTM layers, or MLP hidden layers
         "n_levels": 0,       # 0 = from the data
     }
     loss_defaults: ClassVar[dict[str, Any]] = {
@@ -59,9 +60,12 @@ class MSKFTask(Task):
     }
 
     def __init__(self, data: dict[str, Any], model: dict[str, Any], loss: dict[str, Any]):
-        super().__init__(data, model, loss)
+        super().__init__(data, {**self.model_defaults, **model}, loss)  # configs written before `architecture`
         if loss["regression"] not in ("mse", "mae"):
             raise ConfigError(f"loss.regression must be 'mse' or 'mae', got {loss['regression']!r}")
+        if self.model_cfg["architecture"] not in ARCHITECTURES:
+            raise ConfigError(f"model.architecture must be one of {', '.join(ARCHITECTURES)}, "
+                              f"got {self.model_cfg['architecture']!r}")
         self._grid: dict[str, Any] | None = None
 
     # -- data ---------------------------------------------------------------------------------------------
@@ -86,7 +90,8 @@ class MSKFTask(Task):
         n_levels = int(self.model_cfg["n_levels"]) or 1  # without data: adopted from the loaded weights
         if isinstance(train_dataset, ColumnDataset):
             n_levels = int(train_dataset.arrays.profiles.shape[1])
-        model = MSKFBiLSTM(n_levels, hidden=int(self.model_cfg["hidden"]), layers=int(self.model_cfg["layers"]))
+        model = build_model(self.model_cfg["architecture"], n_levels, hidden=int(self.model_cfg["hidden"]),
+                            layers=int(self.model_cfg["layers"]))
         if isinstance(train_dataset, ColumnDataset):
             a = train_dataset.arrays
             model.fit_normalisation(a.profiles, a.surface, a.tendencies, a.column, a.active)
@@ -98,7 +103,7 @@ class MSKFTask(Task):
 
     # -- objective ----------------------------------------------------------------------------------------
     def loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        base: MSKFBiLSTM = getattr(model, "module", model)
+        base: MSKFNet = getattr(model, "module", model)
         logit, tend_n, col_n = model(batch["profiles"], batch["surface"])
         active = batch["deep"] | batch["shallow"]
         bce = F.binary_cross_entropy_with_logits(logit.float(), active.float())
@@ -116,7 +121,7 @@ class MSKFTask(Task):
         return loss, metrics
 
     @staticmethod
-    def _metric_sums(base: MSKFBiLSTM, logit: torch.Tensor, tend_n: torch.Tensor, col_n: torch.Tensor,
+    def _metric_sums(base: MSKFNet, logit: torch.Tensor, tend_n: torch.Tensor, col_n: torch.Tensor,
                      batch: Batch, active: torch.Tensor) -> dict[str, torch.Tensor]:
         pred_on = logit > 0
         out = {
