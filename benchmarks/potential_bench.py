@@ -140,9 +140,11 @@ def train_step_row(frames: list[dict[str, Any]], batch_size: int, config: dict[s
             "params": sum(p.numel() for p in model.parameters())}
 
 
-def run_rows(rows: list[tuple[Any, ...]], device: torch.device, budget_s: float, min_seconds: float) -> list[dict]:
-    """Run (function, system, frames, batch, config) rows; errors are recorded per row; stops at ``budget_s``."""
-    results, t0 = [], time.perf_counter()
+def run_rows(rows: list[tuple[Any, ...]], device: torch.device, budget_s: float, min_seconds: float,
+             after_row: Any = None, t0: float | None = None) -> list[dict]:
+    """Run (function, system, frames, batch, config) rows; errors are recorded per row; rows starting later than
+    ``budget_s`` after ``t0`` are skipped; ``after_row(results)`` runs after every row (e.g. to save partial JSON)."""
+    results, t0 = [], time.perf_counter() if t0 is None else t0
     for fn, label, frames, batch_size, config in rows:
         if time.perf_counter() - t0 > budget_s:
             results.append({"system": label, "batch": batch_size, **config, "skipped": "time budget"})
@@ -154,6 +156,8 @@ def run_rows(rows: list[tuple[Any, ...]], device: torch.device, budget_s: float,
         print(json.dumps(results[-1]), flush=True)
         if device.type == "cuda":
             torch.cuda.empty_cache()
+        if after_row is not None:
+            after_row(results)
     return results
 
 
