@@ -68,3 +68,22 @@ def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path: Path) -> None:
     for key, value in ref["model"].items():
         assert torch.equal(value, cut["model"][key]), key
         assert torch.equal(ref["ema"]["weights"][key], cut["ema"]["weights"][key]), key
+
+
+def test_splits_by_frame_group_and_explicit_files(tmp_path: Path) -> None:
+    import numpy as np
+
+    from sciml.potential.data import split_indices
+    from sciml.potential.task import PotentialTask
+
+    groups = np.repeat(np.arange(5), [3, 1, 4, 2, 2])  # e.g. 5 trajectories of uneven length
+    train, val = split_indices(len(groups), groups, 0, 2, seed=1, by="group")
+    assert set(groups[train]).isdisjoint(groups[val]) and len(set(groups[val])) == 2
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(groups)))
+    train, val = split_indices(500, np.zeros(500), 450, 50, seed=0)
+    assert len(train) == 450 and len(val) == 50 and not set(train) & set(val)
+
+    cfg = config(tmp_path, "x")
+    cfg["data"] = {**cfg["data"], "val": [str(ACAC)], "n_train": 30}
+    train_ds, val_ds = PotentialTask(cfg["data"], cfg["model"], cfg["loss"]).datasets()
+    assert len(train_ds) == 30 and len(val_ds) == 500
