@@ -1,11 +1,13 @@
 """CPU benchmark of the MSKF surrogate: columns/s and cost per column vs MSKF (5.5 us/column/call on 2 cores).
 
-    OMP_NUM_THREADS=2 nice python benchmarks/bench_mskf.py [--checkpoint PT] [--out benchmarks/bench_mskf.json]
+    OMP_NUM_THREADS=2 nice python benchmarks/bench_mskf.py [--architectures bilstm,mlp] [--out benchmarks/bench_mskf.json]
 
-Cases: the shipped model (3 layers x 32 units) and two smaller Bi-LSTMs (timing only; weights do not change the
-cost) on a 96 x 96 x 40 tile (the training run's domain: 9,216 columns, MSKF's reference) and a 220 x 200 x 44 tile
-(the paper's domain), 1 and 2 threads, float32 and (shipped size) bfloat16 autocast (AMX). "network" = tile module on ready tensors; "step" =
-MSKFSurrogate.step end to end (NumPy Fortran arrays in, layout conversion, network, NumPy out). The 1-minute load
+Cases, per architecture (its shipped checkpoint; an untrained model of the same size if absent - weights do not
+change the cost): a 96 x 96 x 40 tile (the training run's domain: 9,216 columns, MSKF's reference) and a
+220 x 200 x 44 tile (the paper's domain), 1 and 2 threads, float32 and bfloat16 autocast (AMX; Bi-LSTM: the
+220 x 200 tile in bfloat16 on 1 thread only), plus two smaller sizes of each architecture (timing only, 96 x 96,
+2 threads). "network" = tile module on ready tensors; "step" = MSKFSurrogate.step end to end (NumPy Fortran arrays
+in, layout conversion, network, post-constraints, NumPy out); median and best of the repeats. The 1-minute load
 average is recorded: the machine is shared, so timings are upper bounds.
 """
 
@@ -23,43 +25,63 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.mskf_bilstm import MSKFBiLSTM, flops_per_column  # noqa: E402
+from models.mskf_bilstm import MSKFNet, build_model, flops_per_column  # noqa: E402
 from sciml.bench.mskf import MSKF_SECONDS_PER_COLUMN, bench_case, with_levels  # noqa: E402
 
 
-def load_reference(path: Path) -> MSKFBiLSTM:
-    """The shipped surrogate, or an untrained one of the same size if the checkpoint is absent."""
+#: default size (hidden, layers) of each architecture when its checkpoint is absent
+DEFAULT_SIZE: dict[str, tuple[int, int]] = {"bilstm": (32, 3), "mlp": (128, 2)}
+
+
+def load_reference(path: Path, architecture: str) -> MSKFNet:
+    """The shipped surrogate of ``architecture``, or an untrained one of the default size if ``path`` is absent."""
     if path.is_file():
         from sciml.mskf.checkpoint import load_mskf_model
 
         return load_mskf_model(path)
-    print(f"note: {path} not found, timing an untrained 3 x 32 model", file=sys.stderr)
-    return MSKFBiLSTM(40)
+    hidden, layers = DEFAULT_SIZE[architecture]
+    print(f"note: {path} not found, timing an untrained {architecture} {layers} x {hidden}", file=sys.stderr)
+    return build_model(architecture, 40, hidden, layers)
+
+
+def cases(architecture: str, ref: MSKFNet) -> list[tuple[int, int, int, int, int, int, torch.dtype]]:
+    """(layers, hidden, ni, nj, nk, threads, dtype) for one architecture (see the module docstring)."""
+    f32, bf16 = torch.float32, torch.bfloat16
+    size = (ref.layers, ref.hidden)
+    tiles = [(96, 96, 40), (220, 200, 44)]
+    if architecture == "bilstm":  # slow: the big tile in bfloat16 on one thread only
+        rows = [(*size, 96, 96, 40, t, d) for t in (1, 2) for d in (f32, bf16)]
+        rows += [(*size, 220, 200, 44, t, f32) for t in (1, 2)] + [(*size, 220, 200, 44, 1, bf16)]
+        return rows + [(layers, hidden, 96, 96, 40, 2, f32) for layers, hidden in ((1, 16), (1, 8))]
+    rows = [(*size, *tile, t, d) for tile in tiles for t in (1, 2) for d in (f32, bf16)]
+    return rows + [(layers, hidden, 96, 96, 40, 2, f32) for layers, hidden in ((2, 64), (1, 32))]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, default=REPO / "examples/pretrained/mskf-bilstm.pt")
+    ap.add_argument("--checkpoint", type=Path, default=REPO / "examples/pretrained/mskf-bilstm.pt",
+                    help="the Bi-LSTM's checkpoint")
+    ap.add_argument("--mlp-checkpoint", type=Path, default=REPO / "examples/pretrained/mskf-mlp.pt")
+    ap.add_argument("--architectures", default="bilstm,mlp", help="comma-separated: bilstm, mlp")
+    ap.add_argument("--repeats", type=int, default=7, help="timed calls per case (fewer once 10 s are spent)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/bench_mskf.json")
-    ap.add_argument("--quick", action="store_true", help="one small case (smoke test)")
+    ap.add_argument("--quick", action="store_true", help="one small case per architecture (smoke test)")
     args = ap.parse_args()
-    ref = load_reference(args.checkpoint)
-    f32, bf16 = torch.float32, torch.bfloat16
-    cases = [(3, 32, 96, 96, 40, t, d) for t in (1, 2) for d in (f32, bf16)] \
-        + [(3, 32, 220, 200, 44, t, f32) for t in (1, 2)] + [(3, 32, 220, 200, 44, 1, bf16)] \
-        + [(layers, hidden, 96, 96, 40, 2, f32) for layers, hidden in ((1, 16), (1, 8))]
-    if args.quick:
-        cases = [(1, 8, 16, 16, 40, 1, f32)]
+    checkpoints = {"bilstm": args.checkpoint, "mlp": args.mlp_checkpoint}
     rows = []
-    for layers, hidden, ni, nj, nk, threads, dtype in cases:
-        torch.set_num_threads(threads)
-        model = with_levels(ref, nk, hidden=hidden, layers=layers)
-        row = bench_case(model, ni, nj, "cpu", dtype=dtype, repeats=3, budget_s=10.0)
-        row.update({"flops_per_column": flops_per_column(model), "load_avg_1min": os.getloadavg()[0]})
-        rows.append(row)
-        print(f"{layers}x{hidden} {ni}x{nj}x{nk} threads={threads} {row['dtype']}: network {row['network_us_per_column']:.1f} "
-              f"us/col, step {row['step_us_per_column']:.1f} us/col ({row['vs_mskf']:.0f}x MSKF), "
-              f"load {row['load_avg_1min']:.1f}", flush=True)
+    for architecture in args.architectures.split(","):
+        ref = load_reference(checkpoints[architecture], architecture)
+        todo = cases(architecture, ref) if not args.quick else [(ref.layers, ref.hidden, 16, 16, 40, 1, torch.float32)]
+        for layers, hidden, ni, nj, nk, threads, dtype in todo:
+            torch.set_num_threads(threads)
+            model = with_levels(ref, nk, hidden=hidden, layers=layers)
+            row = bench_case(model, ni, nj, "cpu", dtype=dtype, repeats=args.repeats, budget_s=10.0)
+            row.update({"flops_per_column": flops_per_column(model), "load_avg_1min": os.getloadavg()[0]})
+            rows.append(row)
+            print(f"{architecture} {layers}x{hidden} {ni}x{nj}x{nk} threads={threads} {row['dtype']}: network "
+                  f"{row['network_us_per_column']:.1f} (best {row['network_best_us_per_column']:.1f}) us/col, step "
+                  f"{row['step_us_per_column']:.1f} (best {row['step_best_us_per_column']:.1f}) us/col "
+                  f"({row['vs_mskf_best']:.1f}x MSKF at best), load {row['load_avg_1min']:.1f}", flush=True)
     result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
               "torch": torch.__version__, "mskf_us_per_column": 1e6 * MSKF_SECONDS_PER_COLUMN, "rows": rows}
     if not args.quick:

@@ -107,7 +107,7 @@ class MSKFNet(nn.Module):
         qs = saturation_mixing_ratio(t, p)
         rh = torch.minimum(torch.clamp(qv, min=1e-6), qs) / qs
         prof = torch.cat([profiles.permute(2, 1, 0), rh.t().unsqueeze(0)], dim=0)        # [12, K, N]
-        return (prof - self.prof_mean.unsqueeze(-1)).div_(self.prof_std.unsqueeze(-1)).permute(2, 1, 0)
+        return prof.sub_(self.prof_mean.unsqueeze(-1)).div_(self.prof_std.unsqueeze(-1)).permute(2, 1, 0)
 
     def surface_features(self, surface: torch.Tensor) -> torch.Tensor:
         """Normalised column inputs [N, 3] from raw ``surface`` [N, 3]."""
