@@ -75,11 +75,11 @@ def column_reference(model, state, i, j, dt, tst):
     return [o[0].numpy() for o in out], w0
 
 
-@pytest.mark.parametrize("ni,nj", [(7, 5), (1, 1), (3, 11)])
-def test_hook_maps_wrf_memory_order_to_columns_and_back(frame, model, ni, nj):
+@pytest.mark.parametrize("ni,nj,max_columns", [(7, 5, 4096), (1, 1, 4096), (3, 11, 4096), (7, 5, 14), (3, 11, 1)])
+def test_hook_maps_wrf_memory_order_to_columns_and_back(frame, model, ni, nj, max_columns):
     state = tile_state(frame, 9, ni, 4, nj)
     before = {k: v.copy() for k, v in state.items()}
-    out = MSKFSurrogate(model).step(state, dt=DT, cudt=0.0)
+    out = MSKFSurrogate(model, max_columns=max_columns).step(state, dt=DT, cudt=0.0)  # whole tile or slabs of rows
     assert all(np.array_equal(before[k], state[k]) for k in state)  # inputs untouched
     for name in [*HELD, "w0avg"]:
         assert out[name].shape == (ni, 40, nj) and out[name].flags.f_contiguous and out[name].dtype == np.float32
@@ -121,7 +121,7 @@ def test_hook_refuses_another_level_count(frame, model):
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_torchscript_export_matches_the_python_model_exactly(frame, model, tmp_path):
     path = tmp_path / "mskf.pt"
-    export_torchscript(model, path)
+    export_torchscript(model, path, max_columns=20)  # 9 x 7 tile: slabs of 2 rows, the last one of 1
     extra = {"interface.json": ""}
     loaded = torch.jit.load(str(path), _extra_files=extra)
     spec = json.loads(extra["interface.json"])
@@ -133,13 +133,15 @@ def test_torchscript_export_matches_the_python_model_exactly(frame, model, tmp_p
     held = torch.from_numpy(np.stack([state[n] for n in HELD], axis=-1))
     args = (prof, torch.from_numpy(state["w"]), sfc, held, torch.tensor([DT, 2.0]))
     with torch.no_grad():
-        ref = MSKFTile(model)(*args)
+        ref = MSKFTile(model, max_columns=20)(*args)
+        whole = MSKFTile(model, max_columns=0)(*args)
         got = loaded(*args)
-    for r, g in zip(ref, got):
+    for r, g, a in zip(ref, got, whole):
         assert torch.equal(r, g)
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-6 * float(r.abs().max()))
     assert got[0].shape == (ni, 40, nj, 6) and got[1].shape == (ni, nj, 4) and got[2].shape == (ni, 40, nj)
     # the same module behind the NumPy hook
-    out = MSKFSurrogate(model).step(state, dt=DT)
+    out = MSKFSurrogate(model, max_columns=20).step(state, dt=DT)
     assert np.array_equal(out["rthcuten"], got[0][..., 0].numpy())
 
 

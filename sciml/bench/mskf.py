@@ -97,7 +97,8 @@ def bench_case(model: MSKFNet, ni: int, nj: int, device: str, dtype: torch.dtype
     row: dict[str, Any] = {"device": str(dev), "dtype": str(dtype).replace("torch.", ""), "ni": ni, "nj": nj,
                            "nk": model.n_levels, "columns": cols, "architecture": model.architecture,
                            "hidden": model.hidden, "layers": model.layers,
-                           "threads": torch.get_num_threads() if dev.type == "cpu" else None}
+                           "threads": torch.get_num_threads() if dev.type == "cpu" else None,
+                           "max_columns": surrogate.tile.max_columns}
     net = time_call(network, repeats, sync, budget_s=budget_s)
     row.update({"network_s": net["median_s"], "network_us_per_column": 1e6 * net["median_s"] / cols,
                 "network_columns_per_s": cols / net["median_s"], "network_best_us_per_column": 1e6 * net["min_s"] / cols,

@@ -39,8 +39,9 @@ def interface(model: MSKFNet) -> dict[str, Any]:
     }
 
 
-def export_torchscript(model: MSKFNet, path: str | os.PathLike) -> torch.jit.ScriptModule:
-    """Script :class:`MSKFTile` around ``model`` (CPU, float32, eval) and save it atomically to ``path``.
+def export_torchscript(model: MSKFNet, path: str | os.PathLike, max_columns: int = 4096) -> torch.jit.ScriptModule:
+    """Script :class:`MSKFTile` around ``model`` (CPU, float32, eval; network batches of ``max_columns`` columns,
+    0 = whole tile) and save it atomically to ``path``.
 
     The file also holds ``interface.json`` (see :func:`interface`) as a TorchScript extra file. TorchScript is
     deprecated in recent PyTorch but is what FTorch and libtorch's ``torch::jit::load`` read, so its deprecation
@@ -48,7 +49,7 @@ def export_torchscript(model: MSKFNet, path: str | os.PathLike) -> torch.jit.Scr
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        module = torch.jit.script(MSKFTile(model.float().cpu().eval()).eval())
+        module = torch.jit.script(MSKFTile(model.float().cpu().eval(), max_columns=max_columns).eval())
         with atomic_path(path, suffix=".pt") as tmp:
             torch.jit.save(module, str(tmp), _extra_files={"interface.json": json.dumps(interface(model), indent=1)})
     return module

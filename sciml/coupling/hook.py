@@ -40,9 +40,10 @@ class MSKFSurrogate:
     """The MSKF surrogate as a WRF tile hook; see :meth:`step`."""
 
     def __init__(self, model: MSKFNet, device: str | torch.device = "cpu", threads: int | None = None,
-                 precision: str = "float32"):
+                 precision: str = "float32", max_columns: int | None = None):
         """``precision``: "float32", or "bfloat16" to run the network under bf16 autocast (AMX / tensor cores;
-        inputs, normalisation, constraints and outputs stay float32)."""
+        inputs, normalisation, constraints and outputs stay float32). ``max_columns``: columns per network batch
+        (slabs of whole i rows; 0 = the whole tile); default 4096 on a CPU, the whole tile on a GPU."""
         if precision not in ("float32", "bfloat16"):
             raise ConfigError(f"precision must be float32 or bfloat16, got {precision!r}")
         self.precision = precision
@@ -51,16 +52,20 @@ class MSKFSurrogate:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} requested but this PyTorch has no CUDA device; use --device cpu")
-        self.tile = MSKFTile(model.eval()).to(self.device).eval()
+        if max_columns is None:
+            max_columns = 0 if self.device.type == "cuda" else 4096
+        self.tile = MSKFTile(model.eval(), max_columns=max_columns).to(self.device).eval()
         self.n_levels = self.tile.n_levels
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
-                        threads: int | None = None, precision: str = "float32") -> MSKFSurrogate:
+                        threads: int | None = None, precision: str = "float32",
+                        max_columns: int | None = None) -> MSKFSurrogate:
         """Load a trained surrogate (``sciml train`` checkpoint or ``examples/pretrained/mskf-bilstm.pt``)."""
         from sciml.mskf.checkpoint import load_mskf_model
 
-        return cls(load_mskf_model(path), device=device, threads=threads, precision=precision)
+        return cls(load_mskf_model(path), device=device, threads=threads, precision=precision,
+                   max_columns=max_columns)
 
     def inputs(self, state: Mapping[str, np.ndarray], *, dt: float,
                cudt: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -34,20 +34,26 @@ TILE_SURFACE: tuple[str, ...] = ("hfx", "ust", "pblh", "nca", "pratec")
 TILE_COLUMN: tuple[str, ...] = ("pratec", "raincv", "nca", "trigger_prob")
 
 
-def _fortran(x: torch.Tensor) -> torch.Tensor:
-    """The same values with column-major (Fortran) strides."""
-    dims = list(range(x.dim() - 1, -1, -1))
-    return x.permute(dims).contiguous().permute(dims)
+def _fortran_empty(shape: list[int], device: torch.device) -> torch.Tensor:
+    """An uninitialised float32 tensor of ``shape`` with column-major (Fortran) strides."""
+    return torch.empty(shape[::-1], dtype=torch.float32, device=device).permute(list(range(len(shape) - 1, -1, -1)))
 
 
 class MSKFTile(nn.Module):
-    """Normalisation, network (any architecture) and MSKF post-constraints for one WRF tile (see the module docstring for shapes)."""
+    """Normalisation, network (any architecture) and MSKF post-constraints for one WRF tile (see the module
+    docstring for shapes).
 
-    def __init__(self, model: MSKFNet, threshold: float = 0.5):
+    The tile is processed in slabs of whole ``i`` rows of at most ``max_columns`` columns (0 = all at once), written
+    into the Fortran-ordered outputs: on a CPU the slab's temporaries stay in cache and its allocations are reused,
+    ~1.5-2x faster than one 9,216- or 44,000-column batch; on a GPU one batch is best.
+    """
+
+    def __init__(self, model: MSKFNet, threshold: float = 0.5, max_columns: int = 4096):
         super().__init__()
         self.model = model
         self.threshold = float(threshold)
         self.n_levels = int(model.n_levels)
+        self.max_columns = int(max_columns)
 
     def forward(self, profiles: torch.Tensor, w: torch.Tensor, surface: torch.Tensor, held: torch.Tensor,
                 params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -60,6 +66,23 @@ class MSKFTile(nn.Module):
                                + str(w.shape[1]))
         dt = float(params[0].item())
         tst = float(params[1].item())
+        tend_out = _fortran_empty([ni, nk, nj, 6], profiles.device)
+        col_out = _fortran_empty([ni, nj, 4], profiles.device)
+        w0avg_out = _fortran_empty([ni, nk, nj], profiles.device)
+        rows = nj if self.max_columns <= 0 else max(1, self.max_columns // ni)
+        for j0 in range(0, nj, rows):
+            j1 = min(nj, j0 + rows)
+            tend, column, w0avg = self._slab(profiles[:, :, j0:j1], w[:, :, j0:j1], surface[:, j0:j1],
+                                             held[:, :, j0:j1], dt, tst)
+            tend_out[:, :, j0:j1].copy_(tend)
+            col_out[:, j0:j1].copy_(column)
+            w0avg_out[:, :, j0:j1].copy_(w0avg)
+        return tend_out, col_out, w0avg_out
+
+    def _slab(self, profiles: torch.Tensor, w: torch.Tensor, surface: torch.Tensor, held: torch.Tensor, dt: float,
+              tst: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One slab of whole i rows: outputs (ni, nk, nj', 6), (ni, nj', 4), (ni, nk, nj') as views, any strides."""
+        ni, nk, nj = profiles.shape[0], profiles.shape[1], profiles.shape[2]
         wbar = 0.5 * (w[:, :-1, :] + w[:, 1:, :])
         w0avg = (profiles[:, :, :, 9] * (tst - 1.0) + wbar) / tst
         # model channel order: u, v, w, t, qv, p, th, dz8w, rho, pi, w0avg; gathered channel-major (c, k, j, i), i.e.
@@ -75,6 +98,4 @@ class MSKFTile(nn.Module):
         tend, pratec, nca, prob = apply_constraints(logit, tend, col, sfc[:, 3], prev, sfc[:, 4], dt,
                                                     self.threshold)
         column = torch.stack([pratec, pratec * dt, nca, prob], dim=-1)
-        tend_out = tend.reshape(nj, ni, nk, 6).permute(1, 2, 0, 3)
-        col_out = column.reshape(nj, ni, 4).permute(1, 0, 2)
-        return _fortran(tend_out), _fortran(col_out), _fortran(w0avg)
+        return (tend.reshape(nj, ni, nk, 6).permute(1, 2, 0, 3), column.reshape(nj, ni, 4).permute(1, 0, 2), w0avg)
