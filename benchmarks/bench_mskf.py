@@ -1,6 +1,6 @@
 """CPU benchmark of the MSKF surrogate: columns/s and cost per column vs MSKF (5.5 us/column/call on 2 cores).
 
-    OMP_NUM_THREADS=2 nice python benchmarks/bench_mskf.py [--architectures bilstm,mlp] [--out benchmarks/bench_mskf.json]
+    OMP_NUM_THREADS=2 nice python benchmarks/bench_mskf.py [--architectures bilstm,mlp] [--out FILE.json]
 
 Cases, per architecture (its shipped checkpoint; an untrained model of the same size if absent - weights do not
 change the cost): a 96 x 96 x 40 tile (the training run's domain: 9,216 columns, MSKF's reference) and a

@@ -5,9 +5,10 @@ two architectures (:data:`ARCHITECTURES`).
 * ``mlp`` (:class:`MSKFMLP`, the fast CPU option): the whole column, flattened (features x levels), through a small
   MLP - a few batched GEMMs instead of a sequential recurrence over levels.
 
-Both share :class:`MSKFNet`: the inputs, the normalisation, the output heads' meaning and units. Per-level inputs (raw physical units, channel
-order :data:`PROFILE_INPUTS`) and column inputs (:data:`SURFACE_INPUTS`) are normalised *inside* the model with
-buffers fitted on the training data, so a checkpoint or a TorchScript export needs no side files. Outputs:
+Both share :class:`MSKFNet`: the inputs, the normalisation, the output heads' meaning and units. Per-level inputs
+(raw physical units, channel order :data:`PROFILE_INPUTS`) and column inputs (:data:`SURFACE_INPUTS`) are
+normalised *inside* the model with buffers fitted on the training data, so a checkpoint or a TorchScript export
+needs no side files. Outputs:
 
 * a trigger logit (convection active in the column: deep or shallow),
 * the six MSKF tendencies per level (:data:`TENDENCIES`, WRF units: K s-1 and kg kg-1 s-1, per unit mass),

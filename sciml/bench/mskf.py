@@ -101,7 +101,8 @@ def bench_case(model: MSKFNet, ni: int, nj: int, device: str, dtype: torch.dtype
                            "max_columns": surrogate.tile.max_columns}
     net = time_call(network, repeats, sync, budget_s=budget_s)
     row.update({"network_s": net["median_s"], "network_us_per_column": 1e6 * net["median_s"] / cols,
-                "network_columns_per_s": cols / net["median_s"], "network_best_us_per_column": 1e6 * net["min_s"] / cols,
+                "network_columns_per_s": cols / net["median_s"],
+                "network_best_us_per_column": 1e6 * net["min_s"] / cols,
                 "network_repeats": net["repeats"]})
     key = "network"
     if end_to_end:

@@ -27,7 +27,8 @@ def _find_state(obj: Any) -> dict[str, torch.Tensor] | None:
 
 
 def load_mskf_model(path: str | os.PathLike) -> MSKFNet:
-    """The MSKF surrogate (:class:`MSKFNet`, either architecture) stored in ``path`` (CPU, eval mode). Raises :class:`DataError` naming the file."""
+    """The MSKF surrogate (:class:`MSKFNet`, either architecture) stored in ``path`` (CPU, eval mode). Raises
+    :class:`DataError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")

@@ -1,4 +1,5 @@
-"""``task: mskf`` for ``sciml train``: the MSKF surrogate (``model.architecture``: bilstm | mlp) trained on a ``sciml wrf extract`` column file.
+"""``task: mskf`` for ``sciml train``: the MSKF surrogate (``model.architecture``: bilstm | mlp) trained on a
+``sciml wrf extract`` column file.
 
 Loss = ``trigger_weight`` * BCE(trigger) + ``regression_weight`` * (MSE or MAE) of the normalised tendencies,
 PRATEC and NCA on columns where convection is truly active (teacher forcing: the regression is not gated by the
