@@ -25,7 +25,7 @@ FIT_VERSION = "als1"
 #: smallest rank at which our deterministic ALS reaches EXACT_TOL with non-degenerate factors
 #: (measured by ``benchmarks/tdn_rank_search.py``; an upper bound on the true CP rank for L >= 3)
 EXACT_RANKS: dict[str, dict[int, int]] = {
-    "so3": {0: 1, 1: 8, 2: 32, 3: 93},
+    "so3": {0: 1, 1: 8, 2: 32, 3: 93, 4: 225, 5: 500},
     "o3": {0: 1, 1: 6, 2: 20, 3: 55},
 }
 
