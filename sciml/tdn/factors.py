@@ -22,8 +22,9 @@ DEGENERACY_LIMIT = 3.0
 #: version of the fitting procedure; part of every cache key, bump when the algorithm changes
 FIT_VERSION = "als1"
 
-#: smallest rank at which our deterministic ALS reaches EXACT_TOL with non-degenerate factors
-#: (measured by ``benchmarks/tdn_rank_search.py``; an upper bound on the true CP rank for L >= 3)
+#: smallest rank at which our deterministic ALS reaches EXACT_TOL with non-degenerate factors, polished to ~1e-14
+#: (``benchmarks/tdn_rank_search.py``; upper bounds on the true CP rank; so3 L=4: ALS gets below 1e-7 from 222 but
+#: was polished to round-off only at 225; so3 L=5: a single successful try, not a search; see docs/tdn.md)
 EXACT_RANKS: dict[str, dict[int, int]] = {
     "so3": {0: 1, 1: 8, 2: 32, 3: 93, 4: 225, 5: 500},
     "o3": {0: 1, 1: 6, 2: 20, 3: 55},
