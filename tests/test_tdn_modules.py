@@ -113,6 +113,10 @@ def test_checkpoint_holds_factors_and_loading_never_fits(monkeypatch, contractio
     x, _, y, w = random_inputs(2, 3, 4)
     assert torch.equal(fresh(x, y, w), tp(x, y, w))
     assert list(tp.parameters()) == []  # factors are buffers, never trained
+    # a checkpoint made with another rank (e.g. an older exact-rank table) loads as it was saved
+    other = CPTensorProduct(2, 3, rank="exact", init_factors=False, contraction=contraction)
+    other.load_state_dict(state)
+    assert other.rank == tp.rank and torch.equal(other(x, y, w), tp(x, y, w))
 
 
 def _load_in_process(args):

@@ -69,7 +69,8 @@ class CPTensorProduct(nn.Module):
     rank: ``"exact"`` (relative Frobenius error < 1e-7, exactly equivariant in float64), ``"default"`` (7 L^2, the
     paper's choice, approximate), or an int. Per-path weights always use the exact per-path factorisation.
     The factors are buffers (saved in checkpoints, moved by ``.to()``, never trained). Build with
-    ``init_factors=False`` to create zero buffers of the right shape for ``load_state_dict`` without fitting.
+    ``init_factors=False`` to create zero buffers for ``load_state_dict`` without fitting; a checkpoint's factors
+    always win, also when their rank differs from what ``rank`` resolves to now (e.g. a newer exact-rank table).
     ``contraction`` (shared weights; same function, different order of the sums, see CONTRACTIONS): "auto" picks the
     cheaper of "rank" and "sh_first" for (lmax, rank, channels).
     On CUDA with Triton importable, the shared-weight product runs fused Triton kernels (``use_triton=False``
@@ -121,6 +122,7 @@ class CPTensorProduct(nn.Module):
         self.contraction = contraction
         # derived from the factors: not saved, rebuilt after load_state_dict
         self.register_buffer("cp_tensor", cp_reconstruction(self.cp_x, self.cp_y, self.cp_out), persistent=False)
+        self.register_load_state_dict_pre_hook(_adopt_checkpoint_rank)
         self.register_load_state_dict_post_hook(_rebuild_cp_tensor)
 
     def extra_repr(self) -> str:
@@ -141,6 +143,15 @@ class CPTensorProduct(nn.Module):
         from sciml.tdn import triton_cp
 
         return triton_cp.cp_product_fused(x, y, w, self.cp_x, self.cp_y, self.cp_out)
+
+
+def _adopt_checkpoint_rank(module: CPTensorProduct, state_dict: dict, prefix: str, *args: object) -> None:
+    """Resize the factor buffers to the checkpoint's rank before loading (shared-weight factors only)."""
+    shape = getattr(state_dict.get(prefix + "cp_x"), "shape", None)
+    if module.weights == "shared" and shape is not None and len(shape) == 2 and shape[1] != module.rank:
+        for name in ("cp_x", "cp_y", "cp_out"):
+            setattr(module, name, torch.zeros(module.dim, shape[1], dtype=module.cp_x.dtype, device=module.cp_x.device))
+        module.rank = int(shape[1])
 
 
 def _rebuild_cp_tensor(module: CPTensorProduct, incompatible_keys: object) -> None:
