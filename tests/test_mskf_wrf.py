@@ -98,14 +98,15 @@ def test_eval_reports_trigger_and_r2_by_wrf_name(repo_dir, checkpoint, tmp_path,
     assert (plots / "mskf_r2_profiles.png").stat().st_size > 0 and (plots / "mskf_pratec_maps.png").stat().st_size > 0
 
 
-def test_shipped_model_loads_through_the_engine_and_exports(repo_dir, tmp_path, capsys):
-    from models.mskf_bilstm import MSKFBiLSTM
+@pytest.mark.parametrize("architecture", ["bilstm", "mlp"])
+def test_shipped_model_loads_through_the_engine_and_exports(repo_dir, tmp_path, capsys, architecture):
+    from models.mskf_bilstm import ARCHITECTURES
     from sciml.mskf.checkpoint import load_mskf_model
     from sciml.training.checkpoint import load_model
 
-    shipped = repo_dir / "examples/pretrained/mskf-bilstm.pt"
+    shipped = repo_dir / f"examples/pretrained/mskf-{architecture}.pt"
     model, _, config = load_model(shipped)
-    assert isinstance(model, MSKFBiLSTM) and model.n_levels == 40 and config["task"] == "mskf"
+    assert type(model) is ARCHITECTURES[architecture] and model.n_levels == 40 and config["task"] == "mskf"
     ours = load_mskf_model(shipped)
     for (name, a), b in zip(model.state_dict().items(), ours.state_dict().values()):
         assert torch.equal(a, b), name
@@ -114,11 +115,12 @@ def test_shipped_model_loads_through_the_engine_and_exports(repo_dir, tmp_path, 
     assert "profiles" in capsys.readouterr().out and out.stat().st_size > 0
 
 
-def test_shipped_model_finds_mskf_convection_on_the_bundled_crop(repo_dir, capsys):
+@pytest.mark.parametrize("architecture", ["bilstm", "mlp"])
+def test_shipped_model_finds_mskf_convection_on_the_bundled_crop(repo_dir, capsys, architecture):
     """A sanity check of the shipped weights (the crop is a training frame, so this is not a skill test)."""
     import json
 
-    shipped = repo_dir / "examples/pretrained/mskf-bilstm.pt"
+    shipped = repo_dir / f"examples/pretrained/mskf-{architecture}.pt"
     assert main(["wrf", "eval", "--checkpoint", str(shipped), str(repo_dir / CROP), "--json", "-q"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["trigger_f1"] > 0.8 and report["r2"]["RTHCUTEN"] > 0.5
