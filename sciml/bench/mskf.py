@@ -32,7 +32,7 @@ def with_levels(model: MSKFNet, n_levels: int, hidden: int | None = None, layers
     state = out.state_dict()
     for name, value in model.state_dict().items():
         if name in ("prof_mean", "prof_std"):
-            state[name] = torch.from_numpy(np.stack([np.interp(dst, src, row) for row in value.double().numpy()]))
+            state[name] = torch.from_numpy(np.stack([np.interp(dst, src, row) for row in value.double().cpu().numpy()]))
         elif name in state and state[name].shape == value.shape:
             state[name] = value
     out.load_state_dict(state)
@@ -44,7 +44,7 @@ def synthetic_state(model: MSKFNet, ni: int, nj: int, seed: int = 0) -> dict[str
     model's per-level training means (0.3 standard deviations of noise); NCA = 0 everywhere (all columns evaluated)."""
     rng = np.random.default_rng(seed)
     nk = model.n_levels
-    mean, std = model.prof_mean.double().numpy(), model.prof_std.double().numpy()
+    mean, std = model.prof_mean.double().cpu().numpy(), model.prof_std.double().cpu().numpy()
 
     def field(channel: int, levels: int = nk) -> np.ndarray:
         m = np.interp(np.linspace(0, 1, levels), np.linspace(0, 1, nk), mean[channel])
