@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     for i, step in enumerate(STEPS, 1):
         module, func = step.split(":")
-        print(f"\n=== step {i}/{len(STEPS)}: {module.rsplit('.', 1)[-1]} ===", flush=True)
+        print(f"\n=== step {i}/{len(STEPS)}: {step} ===", flush=True)
         t0 = time.perf_counter()
         getattr(importlib.import_module(module), func)(workdir)
         print(f"--- step {i} done in {time.perf_counter() - t0:.1f} s", flush=True)
