@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,17 @@ def shared_dir() -> Path:
     if not path.is_dir():
         pytest.skip("../shared (real reference data) is not available")
     return path
+
+
+@pytest.fixture
+def float64_default_dtype() -> Iterator[None]:
+    """torch's default dtype set to float64 for the test, restored afterwards."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

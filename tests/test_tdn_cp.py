@@ -12,12 +12,7 @@ from sciml.tdn.factors import DEGENERACY_LIMIT, EXACT_RANKS
 EXACT_CASES = [(1, "so3"), (2, "so3"), (3, "so3"), (1, "o3"), (2, "o3")]
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default_dtype")
 
 
 def test_cg_tensor_structure():

@@ -13,12 +13,7 @@ from sciml.tdn import CPTensorProduct, SharedLinear, from_e3nn, irreps_string, t
 from sciml.tdn.check import compare_devices, random_inputs, random_rotation
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default_dtype")
 
 
 @pytest.mark.parametrize("weights,contraction", [("shared", "rank"), ("shared", "sh_first"), ("per_path", "auto")])
