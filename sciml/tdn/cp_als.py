@@ -44,11 +44,6 @@ def relative_error(m: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndarray) -
     return float(np.linalg.norm(m - reconstruct(u, v, w)) / np.linalg.norm(m))
 
 
-def term_norms(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """||u_r|| ||v_r|| ||w_r|| for every rank-one term r, shape [R]."""
-    return np.linalg.norm(u, axis=0) * np.linalg.norm(v, axis=0) * np.linalg.norm(w, axis=0)
-
-
 def _balance(fs: list[np.ndarray]) -> list[np.ndarray]:
     norms = [np.linalg.norm(f, axis=0) for f in fs]
     total = np.prod(norms, axis=0)
