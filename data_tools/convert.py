@@ -50,6 +50,8 @@ class ConvertOptions:
 
 @dataclass
 class ConvertResult:
+    """What :func:`convert` wrote: output files, source format, frame/atom/skip counts and wall time (s)."""
+
     outputs: list[Path]
     fmt: str
     n_frames: int
@@ -59,6 +61,7 @@ class ConvertResult:
     skipped_reasons: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
+        """Human-readable report (printed by ``sciml data convert``)."""
         rate = self.n_frames / self.seconds if self.seconds > 0 else float("inf")
         lines = [f"converted {self.n_frames} frames ({self.n_atoms} atoms, format {self.fmt}) in {self.seconds:.1f} s "
                  f"({rate:.0f} frames/s) -> {len(self.outputs)} file(s): "

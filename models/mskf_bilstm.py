@@ -174,6 +174,7 @@ class MSKFBiLSTM(MSKFNet):
         self.column_weight = nn.Parameter(torch.zeros(self.column_weight.shape[0], n_levels))
 
     def forward(self, profiles: torch.Tensor, surface: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """profiles [N, K, 11], surface [N, 3] -> (logit [N], tendencies [N, K, 6], column [N, 2]), normalised."""
         h, _ = self.lstm(self.features(profiles, surface))           # [N, K, 2H]
         tend = self.level_head(h)                                    # [N, K, 6]
         score = self.column_score(h)                                 # [N, K, 3]
@@ -237,6 +238,7 @@ class MSKFMLP(MSKFNet):
         self.out = nn.Linear(self.hidden, self._n_outputs())
 
     def forward(self, profiles: torch.Tensor, surface: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """profiles [N, K, 11], surface [N, 3] -> (logit [N], tendencies [N, K, 6], column [N, 2]), normalised."""
         # feature-major GEMMs (W [out, in] @ X [in, N]): the channel-major features are used as they lie. Plain mm +
         # in-place bias add (not addmm, which TorchScript decomposes into mm + add): the export matches bit for bit
         n, k = profiles.shape[0], profiles.shape[1]

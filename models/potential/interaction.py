@@ -22,6 +22,7 @@ class SharedWeightE3nnProduct(nn.Module):
         self.tp = E3nnTensorProduct(lmax, channels, parity=parity)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """x [E, d, C], y [E, d], w [E, C] -> [E, d, C]."""
         per_path = w[:, None, :] / self.tp.path_weight[None, :, None].to(w.dtype)
         return self.tp(x, y, per_path)
 
@@ -65,6 +66,7 @@ class Interaction(nn.Module):
 
     def forward(self, x: torch.Tensor, sh: torch.Tensor, basis: torch.Tensor, envelope: torch.Tensor,
                 edge_index: torch.Tensor, neighbour_norm: torch.Tensor) -> torch.Tensor:
+        """Updated node features [N, (L+1)^2, C]; neighbour_norm is the scalar 1 / sqrt(avg_num_neighbors)."""
         src, dst = edge_index
         messages = self.tp(self.pre(x)[src], sh, self.radial(basis, envelope))
         aggregated = torch.zeros_like(x).index_add(0, dst, messages) * neighbour_norm

@@ -36,6 +36,7 @@ class BesselBasis(nn.Module):
         self.register_buffer("freq", torch.arange(1, num_basis + 1, dtype=torch.get_default_dtype()) * math.pi / cutoff)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
+        """r: [E] distances (Angstrom, > 0) -> [E, num_basis]."""
         return math.sqrt(2.0 / self.cutoff) * torch.sin(self.freq * r[:, None]) / r[:, None]
 
 
@@ -48,4 +49,5 @@ class RadialWeights(nn.Module):
                                  nn.Linear(hidden, channels))
 
     def forward(self, basis: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
+        """basis [E, K], envelope [E] -> per-channel edge weights [E, C]."""
         return self.mlp(basis) * envelope[:, None]

@@ -14,6 +14,7 @@ class EnergyReadout(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.SiLU(), nn.Linear(hidden, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, d, C] -> per-atom energies [N] (dimensionless)."""
         return self.mlp(x[:, 0, :]).squeeze(-1)
 
 
@@ -29,4 +30,5 @@ class DirectForceHead(nn.Module):
         self.linear = nn.Linear(channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, d, C] -> forces [N, 3] (dimensionless)."""
         return self.linear(x[:, 1:4, :]).squeeze(-1)

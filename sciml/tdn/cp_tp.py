@@ -130,6 +130,7 @@ class CPTensorProduct(nn.Module):
                 f"weights={self.weights!r}, contraction={self.contraction!r}")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """x [E, d, C], y [E, d], w [E, C] (shared) or [E, P, C] (per_path) -> [E, d, C]."""
         if self.weights == "per_path":
             return cp_product_per_path(x, y, w, self.cp_x, self.cp_y, self.cp_out, self.path_index)
         if self.contraction == "sh_first":

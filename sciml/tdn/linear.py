@@ -31,6 +31,7 @@ class SharedLinear(nn.Module):
         return f"lmax={self.lmax}, c_in={self.c_in}, c_out={self.c_out}, bias={self.bias is not None}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, (lmax+1)^2, c_in] -> [N, (lmax+1)^2, c_out]."""
         out = torch.matmul(x, self.weight)
         bias = self.bias
         if bias is not None:

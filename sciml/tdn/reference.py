@@ -35,6 +35,7 @@ class ExactTensorProduct(nn.Module):
             self.register_buffer("cg", path_blocks(lmax, parity, dtype))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """x [E, d, C], y [E, d], w [E, C] (shared) or [E, P, C] (per_path) -> [E, d, C]."""
         if self.weights == "shared":
             return torch.einsum("ijk,eic,ej->ekc", self.cg, x, y) * w.unsqueeze(1)
         return torch.einsum("pijk,eic,ej,epc->ekc", self.cg, x, y, w)
@@ -72,5 +73,6 @@ class E3nnTensorProduct(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """x [E, d, C], y [E, d], w [E, P, C] -> [E, d, C] (dense layout in and out)."""
         out = self.tp(to_e3nn(x), y, w.reshape(w.shape[0], -1))
         return from_e3nn(out, self.channels)
