@@ -27,6 +27,7 @@ def open_text(path: Path) -> IO[str]:
 
 
 def is_extxyz(path: Path) -> bool:
+    """Whether ``path`` is extended XYZ by its name (also when compressed, e.g. ``.extxyz.gz``)."""
     name = path.name[: -len(path.suffix)] if path.suffix in _OPENERS else path.name
     return name.endswith(EXTXYZ_SUFFIXES)
 
@@ -108,6 +109,7 @@ def iter_atoms(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[int, Frame | str]]:
+    """(frame number in the source, Frame) per frame of ``path``, or (number, reason) for an invalid frame."""
     """Frames of an ASE-readable file; group id per frame (``opts.group_by == "frame"``: input_index * 2**32 +
     frame number) or per file (input_index)."""
     for index, atoms in iter_atoms(path):
@@ -119,4 +121,5 @@ def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[int, 
 
 
 def count(path: Path) -> int | None:
+    """Frames in ``path`` when known without parsing it, else None (see the package docstring)."""
     return None

@@ -34,6 +34,7 @@ def first_value(path: Path) -> bytes:
 
 
 def n_entries(path: Path) -> int:
+    """Number of records in the LMDB database at ``path``."""
     env = open_env(path)
     try:
         return int(env.stat()["entries"])

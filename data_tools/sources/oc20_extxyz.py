@@ -37,6 +37,7 @@ def parse_txt_line(line: str, txt: Path, number: int) -> tuple[int, int, float]:
 
 
 def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[int, Frame | str]]:
+    """(frame number in the source, Frame) per frame of ``path``, or (number, reason) for an invalid frame."""
     txt = sidecar(path)
     if txt is None:
         raise DataError(f"{path}: no OC20 sidecar {path.name.split('.')[0]}.txt[.xz] beside it")
@@ -60,4 +61,5 @@ def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[int, 
 
 
 def count(path: Path) -> int | None:
+    """Frames in ``path`` when known without parsing it, else None (see the package docstring)."""
     return None

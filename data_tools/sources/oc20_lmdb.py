@@ -56,6 +56,7 @@ def record_to_frame(fields: dict[str, Any], index: int) -> Frame | str:
 
 
 def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[int, Frame | str]]:
+    """(frame number in the source, Frame) per frame of ``path``, or (number, reason) for an invalid frame."""
     for index, (key, value) in enumerate(iter_items(path, numeric_keys=True)):
         try:
             fields = loads_pyg(value)
@@ -68,4 +69,5 @@ def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[int, 
 
 
 def count(path: Path) -> int | None:
+    """Frames in ``path`` when known without parsing it, else None (see the package docstring)."""
     return n_entries(path)

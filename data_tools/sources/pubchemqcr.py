@@ -88,6 +88,7 @@ def record_frames(record: Any, cid: int, stages: tuple[str, ...]) -> Iterator[tu
 
 
 def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[str, Frame | str]]:
+    """(frame key in the source, Frame) per frame of ``path``, or (key, reason) for an invalid frame."""
     bad = [s for s in opts.stages if s not in STAGES]
     if bad or not opts.stages:
         raise DataError(f"unknown PubChemQCR stage(s) {bad}; choose from {', '.join(STAGES)}")
@@ -109,4 +110,5 @@ def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[str, 
 
 
 def count(path: Path) -> int | None:
+    """Frames in ``path`` when known without parsing it, else None (see the package docstring)."""
     return None

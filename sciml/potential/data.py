@@ -27,6 +27,7 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def is_hdf5_like(path: str) -> bool:
+    """Whether ``path`` names the HDF5 dataset format (shard file, directory, ``.idx.npz`` subset or glob)."""
     p = Path(path)
     return p.suffix in HDF5_SUFFIXES or p.is_dir() or str(path).endswith(".idx.npz") or any(c in str(path) for c in "*?[")
 
