@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import netCDF4
 import numpy as np
 import pytest
@@ -83,8 +85,6 @@ def test_eval_names_the_missing_mskf_fields(repo_dir, checkpoint, tmp_path, caps
 
 
 def test_eval_reports_trigger_and_r2_by_wrf_name(repo_dir, checkpoint, tmp_path, capsys):
-    import json
-
     plots = tmp_path / "plots"
     assert main(["wrf", "eval", "--checkpoint", str(checkpoint), str(repo_dir / CROP), "--json", "-q",
                  "--plots", str(plots)]) == 0
@@ -98,6 +98,7 @@ def test_eval_reports_trigger_and_r2_by_wrf_name(repo_dir, checkpoint, tmp_path,
     assert (plots / "mskf_r2_profiles.png").stat().st_size > 0 and (plots / "mskf_pratec_maps.png").stat().st_size > 0
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("architecture", ["bilstm", "mlp"])
 def test_shipped_model_loads_through_the_engine_and_exports(repo_dir, tmp_path, capsys, architecture):
     from models.mskf_bilstm import ARCHITECTURES
@@ -113,13 +114,16 @@ def test_shipped_model_loads_through_the_engine_and_exports(repo_dir, tmp_path, 
     out = tmp_path / "mskf.pt"
     assert main(["wrf", "export", "--checkpoint", str(shipped), "-o", str(out)]) == 0
     assert "profiles" in capsys.readouterr().out and out.stat().st_size > 0
+    extra = {"interface.json": ""}
+    exported = torch.jit.load(str(out), _extra_files=extra).state_dict()
+    assert json.loads(extra["interface.json"])["grid"]["n_levels"] == 40
+    for name, value in model.state_dict().items():  # the exported file carries the shipped weights
+        assert torch.equal(exported[f"model.{name}"], value), name
 
 
 @pytest.mark.parametrize("architecture", ["bilstm", "mlp"])
 def test_shipped_model_finds_mskf_convection_on_the_bundled_crop(repo_dir, capsys, architecture):
     """A sanity check of the shipped weights (the crop is a training frame, so this is not a skill test)."""
-    import json
-
     shipped = repo_dir / f"examples/pretrained/mskf-{architecture}.pt"
     assert main(["wrf", "eval", "--checkpoint", str(shipped), str(repo_dir / CROP), "--json", "-q"]) == 0
     report = json.loads(capsys.readouterr().out)
