@@ -59,7 +59,20 @@ def cp_product_per_path(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: t
     return torch.matmul(h, fout.t()).transpose(1, 2)
 
 
-class CPTensorProduct(nn.Module):
+class DenseTensorProduct(nn.Module):
+    """Shape bookkeeping shared by the dense-layout products: x [E, d, C], y [E, d], w -> [E, d, C], d = (lmax+1)^2."""
+
+    def __init__(self, lmax: int, channels: int, parity: str, weights: str):
+        super().__init__()
+        self.lmax = lmax
+        self.channels = channels
+        self.parity = check_parity(parity)
+        self.weights = check_weights(weights)
+        self.dim = num_components(lmax)
+        self.num_paths = len(paths(lmax, self.parity))
+
+
+class CPTensorProduct(DenseTensorProduct):
     """Path-weight-shared tensor product of features and spherical harmonics through a rank-R CP of the CG tensor.
 
     forward(x [E, d, C], y [E, d], w) -> [E, d, C], d = (lmax+1)^2, e3nn component order;
@@ -80,13 +93,7 @@ class CPTensorProduct(nn.Module):
     def __init__(self, lmax: int, channels: int, rank: int | str = "exact", parity: str = "so3",
                  weights: str = "shared", init_factors: bool = True, use_triton: bool = True,
                  contraction: str = "auto"):
-        super().__init__()
-        self.lmax = lmax
-        self.channels = channels
-        self.parity = check_parity(parity)
-        self.weights = check_weights(weights)
-        self.dim = num_components(lmax)
-        self.num_paths = len(paths(lmax, parity))
+        super().__init__(lmax, channels, parity, weights)
         from sciml.tdn import triton_cp
 
         self.fused = bool(use_triton) and triton_cp.available()

@@ -10,24 +10,17 @@ paths into l3) for uvu with one input-2 channel); ``E3nnTensorProduct.path_weigh
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from sciml.tdn.cg import cg_tensor, check_parity, irreps_string, num_components, path_blocks, paths
-from sciml.tdn.cp_tp import check_weights
+from sciml.tdn.cg import cg_tensor, irreps_string, path_blocks, paths
+from sciml.tdn.cp_tp import DenseTensorProduct
 from sciml.tdn.layout import from_e3nn, to_e3nn
 
 
-class ExactTensorProduct(nn.Module):
+class ExactTensorProduct(DenseTensorProduct):
     """Exact CG tensor product (einsum over M), shared ([E, C]) or per-path ([E, P, C]) weights; see CPTensorProduct."""
 
     def __init__(self, lmax: int, channels: int, parity: str = "so3", weights: str = "shared"):
-        super().__init__()
-        self.lmax = lmax
-        self.channels = channels
-        self.parity = check_parity(parity)
-        self.weights = check_weights(weights)
-        self.dim = num_components(lmax)
-        self.num_paths = len(paths(lmax, parity))
+        super().__init__(lmax, channels, parity, weights)
         dtype = torch.get_default_dtype()
         if weights == "shared":
             self.register_buffer("cg", cg_tensor(lmax, parity, dtype))
@@ -41,7 +34,7 @@ class ExactTensorProduct(nn.Module):
         return torch.einsum("pijk,eic,ej,epc->ekc", self.cg, x, y, w)
 
 
-class E3nnTensorProduct(nn.Module):
+class E3nnTensorProduct(DenseTensorProduct):
     """e3nn ``o3.TensorProduct`` (uvu, per-path weights from the caller) in the dense layout.
 
     forward(x [E, d, C], y [E, d], w [E, P, C]) -> [E, d, C]; paths in ``cg.paths`` order. Irreps are all even
@@ -49,15 +42,10 @@ class E3nnTensorProduct(nn.Module):
     """
 
     def __init__(self, lmax: int, channels: int, parity: str = "so3"):
-        super().__init__()
+        super().__init__(lmax, channels, parity, "per_path")
         from e3nn import o3
 
-        self.lmax = lmax
-        self.channels = channels
-        self.parity = check_parity(parity)
-        self.dim = num_components(lmax)
-        self.path_list = paths(lmax, parity)
-        self.num_paths = len(self.path_list)
+        self.path_list = paths(lmax, self.parity)
         instructions = [(l1, l2, l3, "uvu", True) for l1, l2, l3 in self.path_list]
         self.tp = o3.TensorProduct(
             irreps_string(lmax, channels, parity),
