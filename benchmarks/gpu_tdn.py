@@ -6,8 +6,10 @@ CUDA: (1) CPU-vs-CUDA equivalence (torch paths and fused Triton kernels, float64
 gradients, double backward) and float32 accuracy of each kernel precision against float64; (2) a
 launch-configuration sweep of the fused kernels at L = 6; (3) the table
 L = 1..6, E = 20000, C = 64 then C = 128: e3nn uvu (per-path weights) vs plain three-matmul CP vs the SH-first
-contraction (torch) vs fused Triton (ieee fp32; tf32x3 at C = 64; tf32 at C = 64, L = 1 and 6; with measured errors), float32, TF32 off for
-torch, median times and peak memory.
+contraction (torch) vs fused Triton of the rank contraction (ieee fp32; tf32x3 at C = 64; tf32 at C = 64, L = 1 and 6;
+with measured errors) vs the SH-first contraction with its per-edge product fused in Triton (ieee fp32, autotuned
+launch configuration, recorded in info.sh_first_fused_configs), float32, TF32 off for torch, median times and peak
+memory.
 Every step and row is guarded: errors are recorded and the run goes on; a global deadline (--deadline s) skips
 what is left. Writes gpu_tdn.json (all results) and gpu_tdn.md (tables) atomically into --out after every step,
 so an outer time limit loses at most the step in progress.
@@ -56,14 +58,14 @@ def guarded(results: list, name: str, fn, *args, **kwargs):
     return entry.get("result")
 
 
-def double_backward_check(device: str, fused: bool, lmax: int = 2, channels: int = 8) -> dict:
+def double_backward_check(device: str, fused: bool, lmax: int = 2, channels: int = 8, contraction: str = "rank") -> dict:
     """Force-style second derivative (d/dw of ||dE/dy||^2) on CPU vs device, exact rank, float64."""
     from sciml.tdn import CPTensorProduct
     from sciml.tdn.check import random_inputs
 
     vals = []
     for dev, use in (("cpu", False), (device, fused)):
-        tp = CPTensorProduct(lmax, channels, rank="exact", use_triton=use, contraction="rank").to(dev, torch.float64)
+        tp = CPTensorProduct(lmax, channels, rank="exact", use_triton=use, contraction=contraction).to(dev, torch.float64)
         x, _, y, w = (t.to(dev) for t in random_inputs(lmax, channels, 32, dtype=torch.float64))
         y.requires_grad_()
         w.requires_grad_()
@@ -78,7 +80,7 @@ def float32_fused_vs_torch(device: str, lmax: int, channels: int = 64, edges: in
     """float32 fused kernels (each precision) vs the plain torch product on the GPU, relative to a float64 result."""
     from sciml.tdn import CPTensorProduct
     from sciml.tdn.check import random_inputs
-    from sciml.tdn.triton_cp import PRECISIONS, cp_product_fused
+    from sciml.tdn.triton_cp import PRECISIONS, cp_product_fused, sh_first_fused
 
     tp = CPTensorProduct(lmax, channels, rank="default", use_triton=False, contraction="rank").to(device)
     x, _, y, w = (t.to(device) for t in random_inputs(lmax, channels, edges, dtype=torch.float64))
@@ -92,6 +94,11 @@ def float32_fused_vs_torch(device: str, lmax: int, channels: int = 64, edges: in
             out[f"fused_{p}"] = float((res.double() - ref).norm() / ref.norm())
         except Exception as exc:
             out[f"fused_{p}"] = f"{type(exc).__name__}: {exc}"[:200]
+        try:
+            res = sh_first_fused(xf, yf, wf, tp.cp_tensor, precision=p)
+            out[f"shfused_{p}"] = float((res.double() - ref).norm() / ref.norm())
+        except Exception as exc:
+            out[f"shfused_{p}"] = f"{type(exc).__name__}: {exc}"[:200]
     return out
 
 
@@ -174,11 +181,17 @@ def main() -> int:
         guarded(checks, f"cpu_vs_{dev}_shfirst_L{lmax}_f64", compare_devices, lmax, 16, dev, contraction="sh_first")
         if fused_ok:
             guarded(checks, f"cpu_vs_{dev}_fused_L{lmax}_f64", compare_devices, lmax, 16, dev, fused=True)
+            guarded(checks, f"cpu_vs_{dev}_shfused_L{lmax}_f64", compare_devices, lmax, 16, dev, fused=True,
+                    contraction="sh_first_fused")
         save()
     guarded(checks, f"double_backward_{dev}_torch", double_backward_check, dev, False)
     if fused_ok:
         guarded(checks, f"cpu_vs_{dev}_fused_L2_f32", compare_devices, 2, 16, dev, fused=True, dtype=torch.float32)
         guarded(checks, f"double_backward_{dev}_fused", double_backward_check, dev, True)
+        guarded(checks, f"cpu_vs_{dev}_shfused_L6_f32", compare_devices, 6, 64, dev, edges=256, fused=True,
+                contraction="sh_first_fused", dtype=torch.float32)
+        guarded(checks, f"double_backward_{dev}_shfused", double_backward_check, dev, True,
+                contraction="sh_first_fused")
         guarded(checks, "float32_accuracy_L6" if cuda else "float32_accuracy_L1", float32_fused_vs_torch, dev,
                 6 if cuda else 1, 64 if cuda else 8, 2000 if cuda else 16)
         res = guarded(sweep, "config_sweep_L6" if cuda else "config_sweep_L1", config_sweep, dev, 6 if cuda else 1,
@@ -202,6 +215,7 @@ def main() -> int:
                         {"lmax": lmax, "channels": channels, "edges": edges, "error": "failed, see log"})
             if cuda:
                 torch.cuda.empty_cache()
+            info["sh_first_fused_configs"] = triton_cp.tuned_configs()
             save()
     save()
     print((args.out / "gpu_tdn.md").read_text())

@@ -148,7 +148,8 @@ def test_cli_check_json(capsys):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("contraction,fused", [("rank", False), ("sh_first", False), ("rank", True)])
+@pytest.mark.parametrize("contraction,fused", [("rank", False), ("sh_first", False), ("rank", True),
+                                               ("sh_first_fused", True)])
 def test_cpu_and_cuda_agree(contraction, fused):
     if fused:
         pytest.importorskip("triton")

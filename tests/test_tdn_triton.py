@@ -1,4 +1,4 @@
-"""Fused Triton CP kernels against the plain torch product.
+"""Fused Triton kernels (rank contraction and SH-first contraction) against the plain torch products.
 
 Without a GPU the kernels run in Triton's interpreter, which must be switched on (TRITON_INTERPRET=1) before triton
 is first imported (e3nn imports it), so on CPU the tests run in a subprocess started by
@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from sciml.tdn.cache import load_or_fit
-from sciml.tdn.cp_tp import cp_product
+from sciml.tdn.cp_tp import cp_product, cp_reconstruction, sh_first_product
 from sciml.tdn.factors import resolve_rank
-from sciml.tdn.triton_cp import cp_product_fused
+from sciml.tdn.triton_cp import cp_product_fused, sh_first_fused
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
@@ -34,7 +34,7 @@ def test_kernels_in_interpreter_subprocess():
     result = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"], env=env,
                             cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "7 passed" in result.stdout, result.stdout[-2000:]
+    assert "15 passed" in result.stdout, result.stdout[-2000:]
 
 
 def _case(lmax: int, channels: int, edges: int, seed: int = 0):
@@ -47,12 +47,22 @@ def _case(lmax: int, channels: int, edges: int, seed: int = 0):
     return x.requires_grad_(), y.requires_grad_(), w.requires_grad_(), factors
 
 
+#: (fused product, plain torch product of the same contraction order), both called as fn(x, y, w, factors)
+IMPLEMENTATIONS = {
+    "rank": (lambda x, y, w, fs: cp_product_fused(x, y, w, *fs), lambda x, y, w, fs: cp_product(x, y, w, *fs)),
+    "sh_first": (lambda x, y, w, fs: sh_first_fused(x, y, w, cp_reconstruction(*fs)),
+                 lambda x, y, w, fs: sh_first_product(x, y, w, cp_reconstruction(*fs))),
+}
+
+
 @kernels
+@pytest.mark.parametrize("order", IMPLEMENTATIONS)
 @pytest.mark.parametrize("lmax,channels,edges", [(1, 3, 5), (2, 8, 7), (3, 16, 3), (2, 64, 2)])
-def test_fused_matches_torch_forward_and_backward(lmax, channels, edges):
+def test_fused_matches_torch_forward_and_backward(order, lmax, channels, edges):
+    fused, plain = IMPLEMENTATIONS[order]
     x, y, w, fs = _case(lmax, channels, edges)
-    ref = cp_product(x, y, w, *fs)
-    out = cp_product_fused(x, y, w, *fs)
+    ref = plain(x, y, w, fs)
+    out = fused(x, y, w, fs)
     assert float((out - ref).norm() / ref.norm()) < 1e-12
     grad = torch.randn_like(ref)
     for a, b in zip(torch.autograd.grad(ref, (x, y, w), grad), torch.autograd.grad(out, (x, y, w), grad)):
@@ -60,33 +70,47 @@ def test_fused_matches_torch_forward_and_backward(lmax, channels, edges):
 
 
 @kernels
-def test_fused_gradcheck_and_double_backward():
+@pytest.mark.parametrize("order", IMPLEMENTATIONS)
+def test_fused_gradcheck_and_double_backward(order):
+    fused, _ = IMPLEMENTATIONS[order]
     x, y, w, fs = _case(1, 3, 2)
 
     def fn(x, y, w):
-        return cp_product_fused(x, y, w, *fs)
+        return fused(x, y, w, fs)
 
     assert torch.autograd.gradcheck(fn, (x, y, w))
     assert torch.autograd.gradgradcheck(fn, (x, y, w))
 
 
 @kernels
-def test_fused_noncontiguous_inputs():
-    x, y, w, fs = _case(2, 4, 6)
+@pytest.mark.parametrize("order", IMPLEMENTATIONS)
+def test_fused_noncontiguous_inputs(order):
+    fused, plain = IMPLEMENTATIONS[order]
+    x, y, w, fs = _case(2, 20, 6)  # 20 channels: two chunks, the second partly masked
     xt = x.detach().transpose(1, 2).contiguous().transpose(1, 2)  # same values, channel-major strides
-    assert not xt.is_contiguous()
-    ref = cp_product(x, y, w, *fs)
-    assert torch.allclose(cp_product_fused(xt, y, w, *fs), ref, rtol=1e-12, atol=1e-12)
+    wt = w.detach().t().contiguous().t()
+    assert not xt.is_contiguous() and not wt.is_contiguous()
+    ref = plain(x, y, w, fs)
+    assert torch.allclose(fused(xt, y, wt, fs), ref, rtol=1e-12, atol=1e-12)
 
 
 @kernels
-def test_module_dispatches_to_fused_kernel():
+@pytest.mark.usefixtures("float64_default_dtype")
+@pytest.mark.parametrize("contraction,node", [("rank", "FusedCP"), ("sh_first_fused", "FusedEdgeMatrix")])
+def test_module_dispatches_to_fused_kernel(contraction, node):
     from sciml.tdn import CPTensorProduct
 
-    tp = CPTensorProduct(2, 4, rank="exact", contraction="rank").to(DEVICE, torch.float64)
+    tp = CPTensorProduct(2, 4, rank="exact", contraction=contraction).to(DEVICE, torch.float64)
     assert tp.fused and (DEVICE == "cuda" or tp.interpret)
     x, y, w, _ = _case(2, 4, 5)
     ref = cp_product(x, y, w, tp.cp_x, tp.cp_y, tp.cp_out)
     out = tp(x, y, w)
-    assert out.grad_fn is not None and "FusedCP" in type(out.grad_fn).__name__
+    assert out.grad_fn is not None and node in type(out.grad_fn).__name__
     assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_sh_first_fused_refuses_large_lmax():
+    with pytest.raises(ValueError, match="lmax <= 7"):
+        from sciml.tdn import CPTensorProduct
+
+        CPTensorProduct(8, 2, rank=4, contraction="sh_first_fused", init_factors=False)

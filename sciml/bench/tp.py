@@ -5,8 +5,9 @@ Rows: lmax, channels, edges, device, cp_rank, then per implementation the median
 ``cp_*`` is the plain three-matmul torch CP product (through the rank), ``shfirst_*`` the same function contracted
 the other way (per-edge d x d matrix from y and the CP reconstruction, then applied to x; two torch matmuls, the
 default of CPTensorProduct), ``fused_*`` the Triton kernels of the rank contraction (CUDA with triton only),
-``fused_tf32x3_*`` / ``fused_tf32_*`` the same with tensor-core dots, each with its measured relative error against
-the plain float32 product. Speed-ups are e3nn time / CP time.
+``fused_tf32x3_*`` / ``fused_tf32_*`` the same with tensor-core dots, ``shfused_*`` the SH-first contraction with
+its per-edge product in Triton kernels (``contraction="sh_first_fused"``), each with its measured relative error
+against the plain float32 product. Speed-ups are e3nn time / CP time.
 """
 
 from __future__ import annotations
@@ -105,21 +106,29 @@ def bench_row(lmax: int, channels: int, edges: int, device: str | torch.device =
         ref = cp(x, y, w)
         row["shfirst_rel_error"] = float((sf(x, y, w) - ref).norm() / ref.norm())
     if fused:
-        for precision in precisions:
-            prefix = "fused" if precision == "ieee" else f"fused_{precision}"
-            kernel = _FusedModule(cp, precision)
-            try:
-                row.update(_measure(prefix, kernel, (x, y, w), device, repeats, budget_s))
-                with torch.no_grad():
-                    row[f"{prefix}_rel_error"] = float((kernel(x, y, w) - ref).norm() / ref.norm())
-            except Exception as exc:  # record (e.g. a precision the GPU/Triton lacks) and go on
-                row[f"{prefix}_error"] = f"{type(exc).__name__}: {exc}"[:300]
-                continue
-            row[f"{prefix}_fwd_speedup"] = row["e3nn_fwd_ms"] / row[f"{prefix}_fwd_ms"]
-            row[f"{prefix}_fwdbwd_speedup"] = row["e3nn_fwdbwd_ms"] / row[f"{prefix}_fwdbwd_ms"]
-            row[f"{prefix}_vs_cp_fwdbwd"] = row["cp_fwdbwd_ms"] / row[f"{prefix}_fwdbwd_ms"]
-            row[f"{prefix}_vs_cp_fwd"] = row["cp_fwd_ms"] / row[f"{prefix}_fwd_ms"]
+        variants = [("fused" if p == "ieee" else f"fused_{p}", _FusedModule(cp, p)) for p in precisions]
+        variants.append(("shfused", CPTensorProduct(lmax, channels, rank=rank, contraction="sh_first_fused")
+                         .float().to(device)))
+        for prefix, module in variants:
+            row.update(_measure_variant(prefix, module, (x, y, w), ref, row, device, repeats, budget_s))
     return row
+
+
+def _measure_variant(prefix: str, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], ref: torch.Tensor,
+                     row: dict, device: torch.device, repeats: int, budget_s: float) -> dict:
+    """Times, relative error against ``ref`` and speed-ups (over e3nn and plain CP) of one fused variant; a failure
+    (e.g. a precision the GPU/Triton lacks) is recorded as ``<prefix>_error``."""
+    try:
+        res = _measure(prefix, module, inputs, device, repeats, budget_s)
+        with torch.no_grad():
+            res[f"{prefix}_rel_error"] = float((module(*inputs) - ref).norm() / ref.norm())
+    except Exception as exc:
+        return {f"{prefix}_error": f"{type(exc).__name__}: {exc}"[:300]}
+    res[f"{prefix}_fwd_speedup"] = row["e3nn_fwd_ms"] / res[f"{prefix}_fwd_ms"]
+    res[f"{prefix}_fwdbwd_speedup"] = row["e3nn_fwdbwd_ms"] / res[f"{prefix}_fwdbwd_ms"]
+    res[f"{prefix}_vs_cp_fwdbwd"] = row["cp_fwdbwd_ms"] / res[f"{prefix}_fwdbwd_ms"]
+    res[f"{prefix}_vs_cp_fwd"] = row["cp_fwd_ms"] / res[f"{prefix}_fwd_ms"]
+    return res
 
 
 class _FusedModule(torch.nn.Module):
@@ -145,8 +154,12 @@ COLUMNS = [("lmax", "L"), ("channels", "C"), ("edges", "E"), ("cp_rank", "R"), (
            ("fused_vs_cp_fwdbwd", "fused/CP f+b x"), ("fused_tf32x3_fwdbwd_ms", "tf32x3 f+b ms"),
            ("fused_tf32x3_vs_cp_fwdbwd", "tf32x3/CP f+b x"), ("fused_tf32x3_rel_error", "tf32x3 err"),
            ("fused_tf32_fwdbwd_ms", "tf32 f+b ms"), ("fused_tf32_rel_error", "tf32 err"),
+           ("shfused_fwd_ms", "fused SH-first fwd ms"), ("shfused_fwd_speedup", "fused SH-first fwd x"),
+           ("shfused_fwdbwd_ms", "fused SH-first f+b ms"), ("shfused_fwdbwd_speedup", "fused SH-first f+b x"),
+           ("shfused_vs_cp_fwdbwd", "fused SH-first/CP f+b x"), ("shfused_rel_error", "fused SH-first err"),
            ("e3nn_peak_mib", "e3nn MiB"), ("cp_peak_mib", "CP MiB"), ("shfirst_peak_mib", "SH-first MiB"),
-           ("fused_peak_mib", "fused MiB"), ("fused_error", "fused error"), ("fused_tf32x3_error", "tf32x3 error")]
+           ("fused_peak_mib", "fused MiB"), ("shfused_peak_mib", "fused SH-first MiB"), ("fused_error", "fused error"),
+           ("fused_tf32x3_error", "tf32x3 error"), ("shfused_error", "fused SH-first error")]
 
 
 def markdown_table(rows: list[dict]) -> str:

@@ -1,9 +1,11 @@
 """Triton kernels of the fused shared-weight CP product (imported only when they are launched; needs triton).
 
-Rows of every tile are (edge, channel) pairs, so each rank chunk is a small GEMM:
+Rank contraction (``cp_*_kernel``): rows of every tile are (edge, channel) pairs, so each rank chunk is a small GEMM:
     xa = X[rows, d] @ Fx[d, r-chunk],  h = xa * yb,  acc[rows, d] += h @ Fout[d, r-chunk]^T
-and the [E, C, R] intermediate never leaves registers. Set TRITON_INTERPRET=1 before the first launch to run
-them on CPU tensors (slow; for testing).
+and the [E, C, R] intermediate never leaves registers.
+SH-first contraction (``edge_matrix_*_kernel``): one program per edge holds that edge's d x d matrix T[e] in
+registers and streams the channels through it in chunks: out[e] = (T[e] @ x[e]) * w[e], and the three gradients.
+Set TRITON_INTERPRET=1 before the first launch to run them on CPU tensors (slow; for testing).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def cp_fwd_kernel(x_ptr, y_ptr, w_ptr, fx_ptr, fy_ptr, fo_ptr, out_ptr,
                   PREC: tl.constexpr):
     """out[e, k, c] = w[e, c] sum_r Fout[k, r] (sum_i x[e, i, c] Fx[i, r]) (sum_j y[e, j] Fy[j, r]); BE edges per program."""
     BM: tl.constexpr = BE * CP
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)  # offsets exceed 2^31 for E * d * C > 2.1e9
     rows = tl.arange(0, BM)
     e = pid * BE + rows // CP
     c = rows % CP
@@ -58,7 +60,7 @@ def cp_bwd_kernel(x_ptr, y_ptr, w_ptr, g_ptr, fx_ptr, fy_ptr, fo_ptr, gx_ptr, gy
     outputs). With d0 = g @ Fout (per row): gw = sum_r xa yb d0; gx = w (d0 yb) @ Fx^T; gy = (sum_c w d0 xa) @ Fy^T.
     A program holds all channels of its BE edges, so gy needs no atomics."""
     BM: tl.constexpr = BE * CP
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)  # offsets exceed 2^31 for E * d * C > 2.1e9
     rows = tl.arange(0, BM)
     e = pid * BE + rows // CP
     c = rows % CP
@@ -95,3 +97,48 @@ def cp_bwd_kernel(x_ptr, y_ptr, w_ptr, g_ptr, fx_ptr, fy_ptr, fo_ptr, gx_ptr, gy
     tl.store(gx_ptr + e[:, None] * (D * C) + dd[None, :] * C + c[:, None], gx, mask=tile_mask)
     tl.store(gy_ptr + eb[:, None] * D + dd[None, :], gy, mask=e_ok[:, None] & d_ok[None, :])
     tl.store(gw_ptr + e * C + c, gw, mask=row_ok)
+
+
+@triton.jit
+def edge_matrix_fwd_kernel(t_ptr, x_ptr, w_ptr, out_ptr, D, C,
+                           ste, stk, sti, sxe, sxd, sxc, swe, swc, soe, sod, soc,
+                           DP: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
+    """out[e, k, c] = w[e, c] sum_i T[e, k, i] x[e, i, c]; program e keeps T[e] (DP x DP, zero-padded) on chip."""
+    e = tl.program_id(0).to(tl.int64)
+    kk = tl.arange(0, DP)
+    d_ok = kk < D
+    t = tl.load(t_ptr + e * ste + kk[:, None] * stk + kk[None, :] * sti, mask=d_ok[:, None] & d_ok[None, :], other=0.0)
+    for c0 in range(0, C, BC):
+        cc = c0 + tl.arange(0, BC)
+        c_ok = cc < C
+        m = d_ok[:, None] & c_ok[None, :]
+        xb = tl.load(x_ptr + e * sxe + kk[:, None] * sxd + cc[None, :] * sxc, mask=m, other=0.0)
+        wb = tl.load(w_ptr + e * swe + cc * swc, mask=c_ok, other=0.0)
+        o = tl.dot(t, xb, input_precision=PREC) * wb[None, :]
+        tl.store(out_ptr + e * soe + kk[:, None] * sod + cc[None, :] * soc, o, mask=m)
+
+
+@triton.jit
+def edge_matrix_bwd_kernel(t_ptr, x_ptr, w_ptr, g_ptr, gt_ptr, gx_ptr, gw_ptr, D, C,
+                           ste, stk, sti, sxe, sxd, sxc, swe, swc, sge, sgd, sgc,
+                           DP: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
+    """Gradients of edge_matrix_fwd_kernel's output (grad g [E, d, C]), one program per edge, contiguous outputs:
+    u = T^T g (per channel chunk); gx = u * w; gw = sum_i x * u; gT = sum over chunks of (g * w) @ x^T."""
+    e = tl.program_id(0).to(tl.int64)
+    kk = tl.arange(0, DP)
+    d_ok = kk < D
+    t_mask = d_ok[:, None] & d_ok[None, :]
+    t = tl.load(t_ptr + e * ste + kk[:, None] * stk + kk[None, :] * sti, mask=t_mask, other=0.0)
+    gt = tl.zeros((DP, DP), dtype=t.dtype)
+    for c0 in range(0, C, BC):
+        cc = c0 + tl.arange(0, BC)
+        c_ok = cc < C
+        m = d_ok[:, None] & c_ok[None, :]
+        xb = tl.load(x_ptr + e * sxe + kk[:, None] * sxd + cc[None, :] * sxc, mask=m, other=0.0)
+        gb = tl.load(g_ptr + e * sge + kk[:, None] * sgd + cc[None, :] * sgc, mask=m, other=0.0)
+        wb = tl.load(w_ptr + e * swe + cc * swc, mask=c_ok, other=0.0)
+        u = tl.dot(tl.trans(t), gb, input_precision=PREC)
+        tl.store(gw_ptr + e * C + cc, tl.sum(xb * u, axis=0), mask=c_ok)
+        tl.store(gx_ptr + e * (D * C) + kk[:, None] * C + cc[None, :], u * wb[None, :], mask=m)
+        gt += tl.dot(gb * wb[None, :], tl.trans(xb), input_precision=PREC)
+    tl.store(gt_ptr + e * (D * D) + kk[:, None] * D + kk[None, :], gt, mask=t_mask)

@@ -77,7 +77,8 @@ def compare_devices(lmax: int, channels: int, device: str | torch.device, edges:
                     dtype: torch.dtype = torch.float64, fused: bool = False, contraction: str = "rank",
                     seed: int = 0) -> dict[str, float]:
     """Relative differences between CPTensorProduct (exact rank) on CPU (torch) and on ``device`` for the output and
-    the gradients w.r.t. x, y, w; ``fused`` selects the Triton kernels on the device (needs contraction "rank")."""
+    the gradients w.r.t. x, y, w; ``fused`` selects the Triton kernels on the device (contraction "rank" or
+    "sh_first_fused"; the CPU side always runs plain torch)."""
     from sciml.tdn.cp_tp import CPTensorProduct
 
     results: list[list[torch.Tensor]] = []

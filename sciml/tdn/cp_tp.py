@@ -11,8 +11,10 @@ from sciml.tdn.factors import CPFactors, resolve_rank
 WEIGHT_MODES = ("shared", "per_path")
 #: "rank": x -> rank space -> output (three matmuls, or the fused Triton kernels on CUDA);
 #: "sh_first": contract the CP-reconstructed tensor with y first (per-edge d x d matrix), then apply it to x;
-#: "auto": the one with fewer multiply-adds per edge (2 d R C + d R versus d^3 + d^2 C)
-CONTRACTIONS = ("auto", "rank", "sh_first")
+#: "sh_first_fused": the sh_first order with T[e] @ x[e] * w[e] and its gradients in Triton kernels (CUDA with
+#: Triton; elsewhere the same as "sh_first"). Not timed on a GPU yet, so "auto" does not pick it.
+#: "auto": the one of "rank" and "sh_first" with fewer multiply-adds per edge (2 d R C + d R versus d^3 + d^2 C)
+CONTRACTIONS = ("auto", "rank", "sh_first", "sh_first_fused")
 
 
 def check_weights(weights: str) -> str:
@@ -86,8 +88,8 @@ class CPTensorProduct(DenseTensorProduct):
     always win, also when their rank differs from what ``rank`` resolves to now (e.g. a newer exact-rank table).
     ``contraction`` (shared weights; same function, different order of the sums, see CONTRACTIONS): "auto" picks the
     cheaper of "rank" and "sh_first" for (lmax, rank, channels).
-    On CUDA with Triton importable, the shared-weight product runs fused Triton kernels (``use_triton=False``
-    or SCIML_TDN_TRITON=0 forces the plain torch path; see ``triton_cp``).
+    On CUDA with Triton importable, the "rank" and "sh_first_fused" contractions run fused Triton kernels
+    (``use_triton=False`` or SCIML_TDN_TRITON=0 forces the plain torch path; see ``triton_cp``).
     """
 
     def __init__(self, lmax: int, channels: int, rank: int | str = "exact", parity: str = "so3",
@@ -123,6 +125,9 @@ class CPTensorProduct(DenseTensorProduct):
         self.register_buffer("path_index", index)
         if contraction not in CONTRACTIONS:
             raise ValueError(f"contraction must be one of {CONTRACTIONS}, got {contraction!r}")
+        if contraction == "sh_first_fused" and self.dim > triton_cp.EDGE_MATRIX_MAX_DIM:
+            raise ValueError(f"contraction='sh_first_fused' supports lmax <= 7 (d <= {triton_cp.EDGE_MATRIX_MAX_DIM}), "
+                             f"got lmax={lmax}; use 'sh_first'")
         if contraction == "auto":
             d, r, c = self.dim, self.rank, channels
             contraction = "sh_first" if d ** 3 + d * d * c < 2 * d * r * c + d * r else "rank"
@@ -140,16 +145,19 @@ class CPTensorProduct(DenseTensorProduct):
         """x [E, d, C], y [E, d], w [E, C] (shared) or [E, P, C] (per_path) -> [E, d, C]."""
         if self.weights == "per_path":
             return cp_product_per_path(x, y, w, self.cp_x, self.cp_y, self.cp_out, self.path_index)
-        if self.contraction == "sh_first":
-            return sh_first_product(x, y, w, self.cp_tensor)
         if not torch.jit.is_scripting() and self.fused and (x.is_cuda or self.interpret):
-            return self._fused(x, y, w)
-        return cp_product(x, y, w, self.cp_x, self.cp_y, self.cp_out)
+            if self.contraction != "sh_first":
+                return self._fused(x, y, w)
+        if self.contraction == "rank":
+            return cp_product(x, y, w, self.cp_x, self.cp_y, self.cp_out)
+        return sh_first_product(x, y, w, self.cp_tensor)
 
     @torch.jit.unused
     def _fused(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         from sciml.tdn import triton_cp
 
+        if self.contraction == "sh_first_fused":
+            return triton_cp.sh_first_fused(x, y, w, self.cp_tensor)
         return triton_cp.cp_product_fused(x, y, w, self.cp_x, self.cp_y, self.cp_out)
 
 

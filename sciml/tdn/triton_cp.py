@@ -1,7 +1,8 @@
-"""Fused Triton implementation of the shared-weight CP product (forward and backward kernels).
+"""Fused Triton implementations of the shared-weight CP product (forward and backward kernels).
 
-Used automatically by CPTensorProduct on CUDA tensors when Triton is importable (disable with
-``SCIML_TDN_TRITON=0``). Double backward (force training): the autograd backward runs the Triton kernel only when
+Two contraction orders: ``cp_product_fused`` (through the rank; used by CPTensorProduct with ``contraction="rank"``
+on CUDA tensors when Triton is importable, disable with ``SCIML_TDN_TRITON=0``) and ``sh_first_fused`` (per-edge
+d x d matrix applied on chip; ``contraction="sh_first_fused"``). Double backward (force training): the autograd backward runs the Triton kernel only when
 no graph of the backward is needed; under ``create_graph=True`` it evaluates the same gradient formulas with plain
 (differentiable) torch ops, so higher derivatives are exact. The factors are treated as constants (no gradient).
 """
@@ -121,6 +122,95 @@ class _FusedCP(torch.autograd.Function):
         else:
             gx, gy, gw = fused_backward(x, y, w, fx, fy, fout, grad.contiguous(), ctx.precision)
         return gx, gy, gw, None, None, None, None
+
+
+#: maximum padded component count of the SH-first kernels: T[e] is DP x DP in registers (lmax <= 7)
+EDGE_MATRIX_MAX_DIM = 64
+#: candidate (channel chunk, warps) launch configurations of the SH-first kernels; Triton's autotuner times them on
+#: the first call for each (d, C, dtype) and keeps the fastest (the interpreter uses the first)
+EDGE_MATRIX_CONFIGS = ((16, 4), (32, 4), (64, 4), (16, 8), (32, 8), (64, 8))
+_TUNED: dict = {}
+
+
+def _edge_kernel(name: str):
+    """The named SH-first kernel: autotuned over EDGE_MATRIX_CONFIGS on a GPU, the plain kernel when interpreting."""
+    import triton
+
+    from sciml.tdn import _triton_kernels
+
+    kernel = getattr(_triton_kernels, name)
+    if interpreting():
+        return kernel, {"BC": EDGE_MATRIX_CONFIGS[0][0], "num_warps": EDGE_MATRIX_CONFIGS[0][1]}
+    if name not in _TUNED:
+        configs = [triton.Config({"BC": bc}, num_warps=nw) for bc, nw in EDGE_MATRIX_CONFIGS]
+        _TUNED[name] = triton.autotune(configs=configs, key=["D", "C"])(kernel)
+    return _TUNED[name], {}
+
+
+def tuned_configs() -> dict[str, dict[str, str]]:
+    """The launch configuration the autotuner chose for each SH-first kernel and key (for benchmark reports)."""
+    return {name: {str(key): str(cfg) for key, cfg in tuner.cache.items()} for name, tuner in _TUNED.items()}
+
+
+def edge_matrix_forward(t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, precision: str = "ieee") -> torch.Tensor:
+    """Launch the SH-first forward kernel: t [E, d, d], x [E, d, C], w [E, C] -> (t @ x) * w [E, d, C]."""
+    e, d, c = x.shape
+    out = torch.empty(e, d, c, dtype=x.dtype, device=x.device)
+    kernel, meta = _edge_kernel("edge_matrix_fwd_kernel")
+    kernel[(e,)](t, x, w, out, d, c, *t.stride(), *x.stride(), *w.stride(), *out.stride(),
+                 DP=_next_pow2(d, 16), PREC=_precision(x.dtype, precision), **meta)
+    return out
+
+
+def edge_matrix_backward(t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, grad: torch.Tensor,
+                         precision: str = "ieee") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Launch the SH-first backward kernel: gradients w.r.t. (t, x, w) of sum(grad * (t @ x) * w)."""
+    e, d, c = x.shape
+    gt = torch.empty(e, d, d, dtype=x.dtype, device=x.device)
+    gx = torch.empty(e, d, c, dtype=x.dtype, device=x.device)
+    gw = torch.empty(e, c, dtype=x.dtype, device=x.device)
+    kernel, meta = _edge_kernel("edge_matrix_bwd_kernel")
+    kernel[(e,)](t, x, w, grad, gt, gx, gw, d, c, *t.stride(), *x.stride(), *w.stride(), *grad.stride(),
+                 DP=_next_pow2(d, 16), PREC=_precision(x.dtype, precision), **meta)
+    return gt, gx, gw
+
+
+def torch_edge_matrix_backward(t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, grad: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The SH-first backward kernel's formulas in differentiable torch ops (used when create_graph=True)."""
+    gs = grad * w.unsqueeze(1)
+    u = torch.matmul(t.transpose(1, 2), grad)
+    return torch.matmul(gs, x.transpose(1, 2)), u * w.unsqueeze(1), (x * u).sum(dim=1)
+
+
+class _FusedEdgeMatrix(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, t, x, w, precision):  # type: ignore[override]
+        ctx.save_for_backward(t, x, w)
+        ctx.precision = precision
+        return edge_matrix_forward(t, x, w, precision)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        t, x, w = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: stay differentiable
+            gt, gx, gw = torch_edge_matrix_backward(t, x, w, grad)
+        else:
+            gt, gx, gw = edge_matrix_backward(t, x, w, grad, ctx.precision)
+        return gt, gx, gw, None
+
+
+def sh_first_fused(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, m_jki: torch.Tensor,
+                   precision: str = "ieee") -> torch.Tensor:
+    """Same result as ``cp_tp.sh_first_product``: T = y @ m_jki (one GEMM over all edges, torch), then the fused
+    kernel applies each edge's d x d matrix to its channels and scales by w, with T[e] held on chip; the backward
+    kernel returns the gradients of T, x and w in one pass (y's gradient is the GEMM's, via autograd).
+    Shapes: x [E, d, C], y [E, d], w [E, C], m_jki [d, d*d] (``cp_tp.cp_reconstruction``), d <= 64 -> [E, d, C]."""
+    e, d, _ = x.shape
+    if d > EDGE_MATRIX_MAX_DIM:
+        raise ValueError(f"sh_first_fused supports d = (lmax+1)^2 <= {EDGE_MATRIX_MAX_DIM}, got d = {d}")
+    t = torch.matmul(y, m_jki).view(e, d, d)
+    return _FusedEdgeMatrix.apply(t, x, w, precision)
 
 
 def cp_product_fused(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
