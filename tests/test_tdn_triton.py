@@ -34,7 +34,7 @@ def test_kernels_in_interpreter_subprocess():
     result = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"], env=env,
                             cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "15 passed" in result.stdout, result.stdout[-2000:]
+    assert "17 passed" in result.stdout, result.stdout[-2000:]
 
 
 def _case(lmax: int, channels: int, edges: int, seed: int = 0):
@@ -80,6 +80,16 @@ def test_fused_gradcheck_and_double_backward(order):
 
     assert torch.autograd.gradcheck(fn, (x, y, w))
     assert torch.autograd.gradgradcheck(fn, (x, y, w))
+
+
+@kernels
+@pytest.mark.parametrize("order", IMPLEMENTATIONS)
+def test_fused_without_edges(order):
+    fused, _ = IMPLEMENTATIONS[order]
+    x, y, w, fs = _case(2, 4, 0)
+    out = fused(x, y, w, fs)
+    assert out.shape == (0, 9, 4)
+    assert [g.shape for g in torch.autograd.grad(out.sum(), (x, y, w))] == [x.shape, y.shape, w.shape]
 
 
 @kernels

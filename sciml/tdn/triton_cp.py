@@ -67,6 +67,8 @@ def fused_forward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.T
     e, d, c = x.shape
     r = fx.shape[1]
     out = torch.empty(e, d, c, dtype=x.dtype, device=x.device)
+    if e == 0:
+        return out
     be, cp, dp, br = _config(d, c)
     grid = (_cdiv(e, be),)
     cp_fwd_kernel[grid](x, y, w, fx, fy, fout, out, e, d, c, r,
@@ -86,6 +88,8 @@ def fused_backward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.
     gx = torch.empty(e, d, c, dtype=x.dtype, device=x.device)
     gy = torch.empty(e, d, dtype=x.dtype, device=x.device)
     gw = torch.empty(e, c, dtype=x.dtype, device=x.device)
+    if e == 0:
+        return gx, gy, gw
     be, cp, dp, br = _config(d, c)
     grid = (_cdiv(e, be),)
     cp_bwd_kernel[grid](x, y, w, grad, fx, fy, fout, gx, gy, gw, e, d, c, r,
@@ -156,6 +160,8 @@ def edge_matrix_forward(t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, preci
     """Launch the SH-first forward kernel: t [E, d, d], x [E, d, C], w [E, C] -> (t @ x) * w [E, d, C]."""
     e, d, c = x.shape
     out = torch.empty(e, d, c, dtype=x.dtype, device=x.device)
+    if e == 0:  # no empty grids on the GPU
+        return out
     kernel, meta = _edge_kernel("edge_matrix_fwd_kernel")
     kernel[(e,)](t, x, w, out, d, c, *t.stride(), *x.stride(), *w.stride(), *out.stride(),
                  DP=_next_pow2(d, 16), PREC=_precision(x.dtype, precision), **meta)
@@ -169,6 +175,8 @@ def edge_matrix_backward(t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, grad
     gt = torch.empty(e, d, d, dtype=x.dtype, device=x.device)
     gx = torch.empty(e, d, c, dtype=x.dtype, device=x.device)
     gw = torch.empty(e, c, dtype=x.dtype, device=x.device)
+    if e == 0:
+        return gt, gx, gw
     kernel, meta = _edge_kernel("edge_matrix_bwd_kernel")
     kernel[(e,)](t, x, w, grad, gt, gx, gw, d, c, *t.stride(), *x.stride(), *w.stride(), *grad.stride(),
                  DP=_next_pow2(d, 16), PREC=_precision(x.dtype, precision), **meta)
