@@ -15,36 +15,50 @@ import triton.language as tl
 
 
 @triton.jit
+def _rank_rows(E, C, BE: tl.constexpr, CP: tl.constexpr):
+    """Tile rows of program_id(0): (edge, channel) pairs e, c [BE * CP], their validity, and the BE edges eb."""
+    pid = tl.program_id(0).to(tl.int64)  # offsets exceed 2^31 for E * d * C > 2.1e9
+    rows = tl.arange(0, BE * CP)
+    e = pid * BE + rows // CP
+    c = rows % CP
+    eb = pid * BE + tl.arange(0, BE)
+    return e, c, (e < E) & (c < C), eb
+
+
+@triton.jit
+def _rank_chunk(xt, yt, fx_ptr, fy_ptr, fo_ptr, dd, d_ok, r0, R,
+                BE: tl.constexpr, CP: tl.constexpr, BR: tl.constexpr, PREC: tl.constexpr):
+    """Factor columns r0..r0+BR (contiguous [D, R], zero beyond R) and the projections of the tile on them:
+    xa = x @ Fx [BE * CP, BR] and yb = y @ Fy repeated over each edge's CP rows."""
+    rr = r0 + tl.arange(0, BR)
+    f_mask = d_ok[:, None] & (rr < R)[None, :]
+    f_offs = dd[:, None] * R + rr[None, :]
+    fx = tl.load(fx_ptr + f_offs, mask=f_mask, other=0.0)
+    fy = tl.load(fy_ptr + f_offs, mask=f_mask, other=0.0)
+    fo = tl.load(fo_ptr + f_offs, mask=f_mask, other=0.0)
+    xa = tl.dot(xt, fx, input_precision=PREC)
+    yb = tl.sum(yt[:, :, None] * fy[None, :, :], axis=1)
+    ybr = tl.reshape(tl.broadcast_to(yb[:, None, :], (BE, CP, BR)), (BE * CP, BR))
+    return fx, fy, fo, xa, ybr
+
+
+@triton.jit
 def cp_fwd_kernel(x_ptr, y_ptr, w_ptr, fx_ptr, fy_ptr, fo_ptr, out_ptr,
                   E, D, C, R,
                   sxe, sxd, sxc, sye, syd, swe, swc, soe, sod, soc,
                   BE: tl.constexpr, CP: tl.constexpr, DP: tl.constexpr, BR: tl.constexpr,
                   PREC: tl.constexpr):
     """out[e, k, c] = w[e, c] sum_r Fout[k, r] (sum_i x[e, i, c] Fx[i, r]) (sum_j y[e, j] Fy[j, r]); BE edges per program."""
-    BM: tl.constexpr = BE * CP
-    pid = tl.program_id(0).to(tl.int64)  # offsets exceed 2^31 for E * d * C > 2.1e9
-    rows = tl.arange(0, BM)
-    e = pid * BE + rows // CP
-    c = rows % CP
-    row_ok = (e < E) & (c < C)
+    e, c, row_ok, eb = _rank_rows(E, C, BE, CP)
     dd = tl.arange(0, DP)
     d_ok = dd < D
     tile_mask = row_ok[:, None] & d_ok[None, :]
     xt = tl.load(x_ptr + e[:, None] * sxe + dd[None, :] * sxd + c[:, None] * sxc, mask=tile_mask, other=0.0)
-    eb = pid * BE + tl.arange(0, BE)
     yt = tl.load(y_ptr + eb[:, None] * sye + dd[None, :] * syd, mask=(eb < E)[:, None] & d_ok[None, :], other=0.0)
-    acc = tl.zeros((BM, DP), dtype=xt.dtype)
+    acc = tl.zeros((BE * CP, DP), dtype=xt.dtype)
     for r0 in range(0, R, BR):
-        rr = r0 + tl.arange(0, BR)
-        f_mask = d_ok[:, None] & (rr < R)[None, :]
-        f_offs = dd[:, None] * R + rr[None, :]  # factors are contiguous [D, R]
-        fx = tl.load(fx_ptr + f_offs, mask=f_mask, other=0.0)
-        fy = tl.load(fy_ptr + f_offs, mask=f_mask, other=0.0)
-        fo = tl.load(fo_ptr + f_offs, mask=f_mask, other=0.0)
-        xa = tl.dot(xt, fx, input_precision=PREC)
-        yb = tl.sum(yt[:, :, None] * fy[None, :, :], axis=1)
-        h = xa * tl.reshape(tl.broadcast_to(yb[:, None, :], (BE, CP, BR)), (BM, BR))
-        acc += tl.dot(h, tl.trans(fo), input_precision=PREC)
+        fx, fy, fo, xa, ybr = _rank_chunk(xt, yt, fx_ptr, fy_ptr, fo_ptr, dd, d_ok, r0, R, BE, CP, BR, PREC)
+        acc += tl.dot(xa * ybr, tl.trans(fo), input_precision=PREC)
     wt = tl.load(w_ptr + e * swe + c * swc, mask=row_ok, other=0.0)
     acc = acc * wt[:, None]
     tl.store(out_ptr + e[:, None] * soe + dd[None, :] * sod + c[:, None] * soc, acc, mask=tile_mask)
@@ -59,34 +73,20 @@ def cp_bwd_kernel(x_ptr, y_ptr, w_ptr, g_ptr, fx_ptr, fy_ptr, fo_ptr, gx_ptr, gy
     """Gradients of cp_fwd_kernel's output (grad g [E, d, C]) w.r.t. x [E, d, C], y [E, d], w [E, C] (contiguous
     outputs). With d0 = g @ Fout (per row): gw = sum_r xa yb d0; gx = w (d0 yb) @ Fx^T; gy = (sum_c w d0 xa) @ Fy^T.
     A program holds all channels of its BE edges, so gy needs no atomics."""
-    BM: tl.constexpr = BE * CP
-    pid = tl.program_id(0).to(tl.int64)  # offsets exceed 2^31 for E * d * C > 2.1e9
-    rows = tl.arange(0, BM)
-    e = pid * BE + rows // CP
-    c = rows % CP
-    row_ok = (e < E) & (c < C)
+    e, c, row_ok, eb = _rank_rows(E, C, BE, CP)
     dd = tl.arange(0, DP)
     d_ok = dd < D
     tile_mask = row_ok[:, None] & d_ok[None, :]
+    e_ok = eb < E
     xt = tl.load(x_ptr + e[:, None] * sxe + dd[None, :] * sxd + c[:, None] * sxc, mask=tile_mask, other=0.0)
     gt = tl.load(g_ptr + e[:, None] * sge + dd[None, :] * sgd + c[:, None] * sgc, mask=tile_mask, other=0.0)
-    eb = pid * BE + tl.arange(0, BE)
-    e_ok = eb < E
     yt = tl.load(y_ptr + eb[:, None] * sye + dd[None, :] * syd, mask=e_ok[:, None] & d_ok[None, :], other=0.0)
     wt = tl.load(w_ptr + e * swe + c * swc, mask=row_ok, other=0.0)
-    gx = tl.zeros((BM, DP), dtype=xt.dtype)
+    gx = tl.zeros((BE * CP, DP), dtype=xt.dtype)
     gy = tl.zeros((BE, DP), dtype=xt.dtype)
-    gw = tl.zeros((BM,), dtype=xt.dtype)
+    gw = tl.zeros((BE * CP,), dtype=xt.dtype)
     for r0 in range(0, R, BR):
-        rr = r0 + tl.arange(0, BR)
-        f_mask = d_ok[:, None] & (rr < R)[None, :]
-        f_offs = dd[:, None] * R + rr[None, :]  # factors are contiguous [D, R]
-        fx = tl.load(fx_ptr + f_offs, mask=f_mask, other=0.0)
-        fy = tl.load(fy_ptr + f_offs, mask=f_mask, other=0.0)
-        fo = tl.load(fo_ptr + f_offs, mask=f_mask, other=0.0)
-        xa = tl.dot(xt, fx, input_precision=PREC)
-        yb = tl.sum(yt[:, :, None] * fy[None, :, :], axis=1)
-        ybr = tl.reshape(tl.broadcast_to(yb[:, None, :], (BE, CP, BR)), (BM, BR))
+        fx, fy, fo, xa, ybr = _rank_chunk(xt, yt, fx_ptr, fy_ptr, fo_ptr, dd, d_ok, r0, R, BE, CP, BR, PREC)
         d0 = tl.dot(gt, fo, input_precision=PREC)
         gw += tl.sum(xa * ybr * d0, axis=1)
         gx += tl.dot(d0 * ybr, tl.trans(fx), input_precision=PREC)
