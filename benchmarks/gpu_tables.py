@@ -30,31 +30,46 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _ms_x(r: dict[str, Any], prefix: str) -> str:
+    """'<f+b ms> (<x e3nn>x)' of one implementation, '-' where the row lacks it (failed or not run)."""
+    if f"{prefix}_fwdbwd_ms" not in r:
+        return "-"
+    ms = r[f"{prefix}_fwdbwd_ms"]
+    return f"{_g(ms)} ({_g(r['e3nn_fwdbwd_ms'] / ms)}x)"
+
+
+def _opt(r: dict[str, Any], key: str, fmt: Callable[[float], str] = _g, suffix: str = "") -> str:
+    return fmt(r[key]) + suffix if r.get(key) is not None else "-"
+
+
 def tdn(d: dict[str, Any]) -> str:
-    """Speed table (ms, medians; x = speed-up) and error/memory table of the tensor-product benchmark."""
+    """Speed table (ms, medians; x = speed-up) and error/memory table of the tensor-product benchmark.
+    fused = Triton kernels of the rank contraction, fused SH-first = Triton kernels of the SH-first contraction."""
     speed, acc = [], []
     for r in d["rows"]:
+        if "e3nn_fwdbwd_ms" not in r:
+            continue
         L, C = r["lmax"], r["channels"]
+        shfirst_fwd = _opt(r, "shfirst_fwd_speedup") + " / " + _opt(r, "shfused_fwd_speedup")
         speed.append([
-            str(L), str(C), _g(r["e3nn_fwdbwd_ms"]),
-            f"{_g(r['cp_fwdbwd_ms'])} ({_g(r['fwdbwd_speedup'])}x)",
-            f"{_g(r['shfirst_fwdbwd_ms'])} ({_g(r['shfirst_fwdbwd_speedup'])}x)",
-            f"{_g(r['fused_fwdbwd_ms'])} ({_g(r['fused_fwdbwd_speedup'])}x)",
-            f"{ANCHOR_FWDBWD[L]:g}x",
-            f"{_g(r['shfirst_vs_cp_fwdbwd'])}x", f"{_g(r['fused_vs_cp_fwdbwd'])}x",
-            f"{_g(r['fwd_speedup'])} / {_g(r['shfirst_fwd_speedup'])}x", f"{PAPER_FWD[L]:g}x",
+            str(L), str(C), _g(r["e3nn_fwdbwd_ms"]), _ms_x(r, "cp"), _ms_x(r, "shfirst"), _ms_x(r, "fused"),
+            _ms_x(r, "shfused"), f"{ANCHOR_FWDBWD[L]:g}x",
+            _opt(r, "shfirst_vs_cp_fwdbwd", suffix="x"), _opt(r, "fused_vs_cp_fwdbwd", suffix="x"),
+            _opt(r, "shfused_vs_cp_fwdbwd", suffix="x"),
+            f"{_g(r['fwd_speedup'])} / {shfirst_fwd}x", f"{PAPER_FWD[L]:g}x",
         ])
         acc.append([
-            str(L), str(C), f"{r['shfirst_rel_error']:.1e}", f"{r['fused_rel_error']:.1e}",
+            str(L), str(C), *(_opt(r, f"{k}_rel_error", lambda v: f"{v:.1e}") for k in ("shfirst", "fused", "shfused")),
             f"{r['fused_tf32_rel_error']:.1e} ({_g(r['fused_tf32_vs_cp_fwdbwd'])}x)" if "fused_tf32_rel_error" in r
             else "-",
-            " / ".join(_g(r[f"{k}_peak_mib"]) for k in ("e3nn", "cp", "shfirst", "fused")),
+            " / ".join(_opt(r, f"{k}_peak_mib") for k in ("e3nn", "cp", "shfirst", "fused", "shfused")),
         ])
     return "\n\n".join([
         _table(["L", "C", "e3nn f+b ms", "CP f+b ms (x e3nn)", "SH-first f+b ms (x e3nn)", "fused f+b ms (x e3nn)",
-                "anchor CP f+b x", "SH-first / CP", "fused / CP", "fwd x e3nn: CP / SH-first", "paper fwd x"], speed),
-        _table(["L", "C", "SH-first fp32 rel. error", "fused ieee fp32 rel. error",
-                "fused tf32 rel. error (f+b x CP)", "peak MiB e3nn / CP / SH-first / fused"], acc),
+                "fused SH-first f+b ms (x e3nn)", "anchor CP f+b x", "SH-first / CP", "fused / CP",
+                "fused SH-first / CP", "fwd x e3nn: CP / SH-first / fused SH-first", "paper fwd x"], speed),
+        _table(["L", "C", "SH-first fp32 rel. error", "fused ieee fp32 rel. error", "fused SH-first fp32 rel. error",
+                "fused tf32 rel. error (f+b x CP)", "peak MiB e3nn / CP / SH-first / fused / fused SH-first"], acc),
     ])
 
 

@@ -5,9 +5,9 @@ Rows: lmax, channels, edges, device, cp_rank, then per implementation the median
 ``cp_*`` is the plain three-matmul torch CP product (through the rank), ``shfirst_*`` the same function contracted
 the other way (per-edge d x d matrix from y and the CP reconstruction, then applied to x; two torch matmuls, the
 default of CPTensorProduct), ``fused_*`` the Triton kernels of the rank contraction (CUDA with triton only),
-``fused_tf32x3_*`` / ``fused_tf32_*`` the same with tensor-core dots, ``shfused_*`` the SH-first contraction with
-its per-edge product in Triton kernels (``contraction="sh_first_fused"``), each with its measured relative error
-against the plain float32 product. Speed-ups are e3nn time / CP time.
+``fused_tf32x3_*`` / ``fused_tf32_*`` the same with tensor-core dots, ``shfused_*`` (and ``shfused_<precision>_*``)
+the SH-first contraction with its per-edge product in Triton kernels (``contraction="sh_first_fused"``), each with
+its measured relative error against the plain float32 product. Speed-ups are e3nn time / CP time.
 """
 
 from __future__ import annotations
@@ -106,9 +106,8 @@ def bench_row(lmax: int, channels: int, edges: int, device: str | torch.device =
         ref = cp(x, y, w)
         row["shfirst_rel_error"] = float((sf(x, y, w) - ref).norm() / ref.norm())
     if fused:
-        variants = [("fused" if p == "ieee" else f"fused_{p}", _FusedModule(cp, p)) for p in precisions]
-        variants.append(("shfused", CPTensorProduct(lmax, channels, rank=rank, contraction="sh_first_fused")
-                         .float().to(device)))
+        variants = [(name + ("" if p == "ieee" else f"_{p}"), _FusedModule(cp, order, p))
+                    for name, order in (("fused", "rank"), ("shfused", "sh_first")) for p in precisions]
         for prefix, module in variants:
             row.update(_measure_variant(prefix, module, (x, y, w), ref, row, device, repeats, budget_s))
     return row
@@ -132,16 +131,19 @@ def _measure_variant(prefix: str, module: torch.nn.Module, inputs: tuple[torch.T
 
 
 class _FusedModule(torch.nn.Module):
-    """The fused Triton product with a CPTensorProduct's factors (benchmark helper)."""
+    """A fused Triton product ("rank" or "sh_first" order) with a CPTensorProduct's factors (benchmark helper)."""
 
-    def __init__(self, cp: torch.nn.Module, precision: str):
+    def __init__(self, cp: torch.nn.Module, order: str, precision: str):
         super().__init__()
         self.cp = cp
+        self.order = order
         self.precision = precision
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        from sciml.tdn.triton_cp import cp_product_fused
+        from sciml.tdn.triton_cp import cp_product_fused, sh_first_fused
 
+        if self.order == "sh_first":
+            return sh_first_fused(x, y, w, self.cp.cp_tensor, precision=self.precision)
         return cp_product_fused(x, y, w, self.cp.cp_x, self.cp.cp_y, self.cp.cp_out, precision=self.precision)
 
 
@@ -157,6 +159,8 @@ COLUMNS = [("lmax", "L"), ("channels", "C"), ("edges", "E"), ("cp_rank", "R"), (
            ("shfused_fwd_ms", "fused SH-first fwd ms"), ("shfused_fwd_speedup", "fused SH-first fwd x"),
            ("shfused_fwdbwd_ms", "fused SH-first f+b ms"), ("shfused_fwdbwd_speedup", "fused SH-first f+b x"),
            ("shfused_vs_cp_fwdbwd", "fused SH-first/CP f+b x"), ("shfused_rel_error", "fused SH-first err"),
+           ("shfused_tf32x3_fwdbwd_ms", "fused SH-first tf32x3 f+b ms"),
+           ("shfused_tf32x3_rel_error", "fused SH-first tf32x3 err"),
            ("e3nn_peak_mib", "e3nn MiB"), ("cp_peak_mib", "CP MiB"), ("shfirst_peak_mib", "SH-first MiB"),
            ("fused_peak_mib", "fused MiB"), ("shfused_peak_mib", "fused SH-first MiB"), ("fused_error", "fused error"),
            ("fused_tf32x3_error", "tf32x3 error"), ("shfused_error", "fused SH-first error")]
