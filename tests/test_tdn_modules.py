@@ -156,3 +156,26 @@ def test_cpu_and_cuda_agree(contraction, fused):
     for lmax in (1, 2, 3):
         diffs = compare_devices(lmax, 16, "cuda", fused=fused, contraction=contraction)
         assert max(diffs.values()) < 1e-12, diffs
+
+
+def test_bench_tp_json_rows(capsys):
+    """`sciml bench tp --json`: one row per (channels, lmax) with the keys the issue names, timings that are real
+    (positive, speed-ups consistent with them) and the SH-first order agreeing with the plain product in float32."""
+    from sciml.cli import main
+
+    torch.set_default_dtype(torch.float32)  # as a user runs it (the module's fixture restores its own setting)
+    argv = ["bench", "tp", "--lmax", "1,2", "--edges", "12", "--channels", "4,8", "--repeats", "2", "--budget", "0",
+            "--device", "cpu", "--json"]
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["channels"], r["lmax"]) for r in rows] == [(4, 1), (4, 2), (8, 1), (8, 2)]
+    for r in rows:
+        assert {"lmax", "channels", "edges", "device", "e3nn_fwd_ms", "cp_fwd_ms", "e3nn_fwdbwd_ms", "cp_fwdbwd_ms",
+                "cp_rank"} <= set(r)
+        assert r["edges"] == 12 and r["device"] == "cpu" and r["cp_rank"] == 7 * r["lmax"] ** 2
+        assert min(r[k] for k in ("e3nn_fwd_ms", "cp_fwd_ms", "e3nn_fwdbwd_ms", "cp_fwdbwd_ms")) > 0
+        assert r["fwdbwd_speedup"] == pytest.approx(r["e3nn_fwdbwd_ms"] / r["cp_fwdbwd_ms"])
+        assert r["shfirst_rel_error"] < 1e-5
+    if not torch.cuda.is_available():
+        assert main(argv[:-3] + ["--device", "cuda"]) == 2  # clean error naming the missing GPU
+        assert "CUDA is not available" in capsys.readouterr().err
