@@ -113,7 +113,7 @@ def config_sweep(device: str, lmax: int, channels: int, edges: int) -> list[dict
     x, _, y, w = (t.to(device).requires_grad_() for t in random_inputs(lmax, channels, edges, dtype=torch.float32))
     g = torch.randn_like(x)
     rows = []
-    for rows_, br, nw in ((64, 32, 4), (128, 32, 8), (64, 64, 4), (256, 32, 8)):
+    for rows_, br, nw in ((64, 32, 4), (64, 16, 4), (64, 16, 8), (64, 32, 8), (128, 32, 8), (64, 64, 4)):
         triton_cp.set_config(rows_, br, nw)
         try:
             def run():
