@@ -1,13 +1,28 @@
 """``sciml data convert``: stream input files into sciml HDF5 shards (format detection, sharding, workers,
 validation, progress bar). Output naming: without ``shard_size`` one file ``OUT.h5``; with it ``OUT_0000.h5,
-OUT_0001.h5, ...`` of ``shard_size`` frames each (the last one fewer), frames in input order. ``workers > 1``
-converts one input per process into staged files and then concatenates them into the same output (a fast array copy),
-so the result does not depend on ``workers``. Everything is staged in a hidden ``.tmp-*`` folder beside the output
-and moved to the final names only when every input converted: an interrupted run leaves no final-looking file."""
+OUT_0001.h5, ...`` of ``shard_size`` frames each (the last one fewer), frames in input order.
+
+Staging and resume. Everything is written into a hidden stage folder beside the output,
+``.tmp-<OUT name>-<key>``, where ``key`` is a short hash of what determines the result (resolved input paths with
+their size and mtime_ns, the resolved format, every option except ``progress``/``workers``, the sciml version), and
+moved to the final names only when every input converted: an interrupted run leaves no final-looking file. With
+several inputs each input is converted into its own staged file (one process per input with ``workers > 1``, one
+after the other otherwise), which is renamed into place and then recorded as complete by an atomically written
+manifest ``in<index>.json``; the staged files are then concatenated in input order into the outputs (a fast array
+copy), so the result does not depend on ``workers``. A rerun of a killed or interrupted conversion with the same
+inputs and options finds the stage folder, reuses the inputs whose manifests are complete (``resuming: N of M inputs
+already converted``) and converts the others again; stage folders of the same output with another key (inputs
+touched or options changed) are removed. An input is deleted from the stage once it has been merged, so a run killed
+during the final merge converts those inputs again. A single input is streamed straight into the staged outputs (no
+extra copy; nothing to resume). An invalid frame (``DataError``) removes the stage folder, since a rerun would stop at
+the same frame; success removes it too. The stage folder is locked while in use, so a second conversion into the same
+output with the same inputs stops with an error instead of sharing it."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import hashlib
 import importlib
 import json
 import multiprocessing
@@ -15,7 +30,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -26,7 +40,7 @@ from tqdm import tqdm
 
 from data_tools.writer import AtomsWriter, Frame, validate_frame
 from sciml.errors import DataError
-from sciml.utils.atomic import atomic_path
+from sciml.utils.atomic import atomic_path, atomic_write_text
 
 SOURCES = {"ase": "data_tools.sources.ase_files", "oc20-extxyz": "data_tools.sources.oc20_extxyz",
            "oc20-lmdb": "data_tools.sources.oc20_lmdb", "pubchemqcr": "data_tools.sources.pubchemqcr"}
@@ -183,10 +197,19 @@ def _stream(path: Path, index: int, fmt: str, opts: ConvertOptions, sink: _Shard
         bar.close()
 
 
-def _convert_input(args: tuple) -> tuple[list[str], int, int, dict[str, int]]:
-    """Worker: convert one input into one staged file; returns (staged files, frames, atoms, skipped reasons)."""
+def _manifest_name(index: int) -> str:
+    return f"in{index:06d}.json"
+
+
+def _convert_input(args: tuple) -> dict[str, Any]:
+    """Convert one input into one staged file ``in<index>.h5`` and mark it complete with ``in<index>.json``.
+
+    The file is written under a temporary name and renamed (fsynced) when the input finished; the manifest (staged
+    file names and sizes, frame/atom counts, skipped reasons) is written atomically after that, so a manifest always
+    describes a complete staged file. Returns the manifest. Runs in a worker process with ``workers > 1``."""
     path, index, fmt, opts, stage, meta = args
-    sink = _ShardSink(Path(stage), f"in{index:06d}", None, meta)
+    stage = Path(stage)
+    sink = _ShardSink(stage, f"in{index:06d}.part", None, meta)
     skipped: dict[str, int] = {}
     try:
         _stream(path, index, fmt, opts, sink, skipped)
@@ -194,47 +217,149 @@ def _convert_input(args: tuple) -> tuple[list[str], int, int, dict[str, int]]:
     except BaseException:
         sink.abort()
         raise
-    return [str(f) for f in sink.files], sink.n_frames, sink.n_atoms, skipped
+    files = []
+    for part in sink.files:  # one file at most (no shard size); none when every frame was skipped
+        final = stage / f"in{index:06d}.h5"
+        with atomic_path(final, suffix=".h5") as tmp:
+            os.replace(part, tmp)
+        files.append([final.name, final.stat().st_size])
+    manifest = {"index": index, "input": str(Path(path).resolve()), "files": files, "frames": sink.n_frames,
+                "atoms": sink.n_atoms, "skipped": skipped}
+    atomic_write_text(stage / _manifest_name(index), json.dumps(manifest))
+    return manifest
 
 
-def _run_parallel(paths: list[Path], fmt: str, opts: ConvertOptions, stage: Path,
-                  meta: dict[str, Any]) -> list[tuple[list[str], int, int, dict[str, int]]]:
-    """One process per input (at most ``opts.workers`` at a time); a progress bar over input files."""
-    worker_opts = replace(opts, progress=False)
-    jobs = [(p, i, fmt, worker_opts, str(stage), meta) for i, p in enumerate(paths)]
+def _run_parallel(jobs: list[tuple], opts: ConvertOptions, n_inputs: int) -> dict[int, dict[str, Any]]:
+    """Run :func:`_convert_input` jobs in at most ``opts.workers`` processes; a progress bar over all input files
+    (those reused from the stage count as done). Returns {input index: manifest}."""
     ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     results: dict[int, Any] = {}
-    bar = tqdm(total=len(jobs), desc="inputs", unit="file", disable=not opts.progress, file=sys.stderr)
+    bar = tqdm(total=n_inputs, initial=n_inputs - len(jobs), desc="inputs", unit="file", disable=not opts.progress,
+               file=sys.stderr)
     pool = concurrent.futures.ProcessPoolExecutor(min(opts.workers, len(jobs)), mp_context=ctx)
     try:
         futures = {pool.submit(_convert_input, job): job[1] for job in jobs}
         for future in concurrent.futures.as_completed(futures):
             results[futures[future]] = future.result()
             bar.update(1)
-            bar.set_postfix(frames=sum(r[1] for r in results.values()))
+            bar.set_postfix(frames=sum(r["frames"] for r in results.values()))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    return [results[i] for i in range(len(jobs))]
+    return results
 
 
-def _merge(staged: list[tuple[Path, Path]], sink: _ShardSink, chunk: int = 65536) -> None:
-    """Concatenate staged shards (input path, staged path) into ``sink``, which cuts them at its shard size."""
+def _merge(staged: list[tuple[Path, list[Path], Path]], sink: _ShardSink, chunk: int = 65536) -> None:
+    """Concatenate staged inputs (input path, staged files, manifest) into ``sink``, which cuts them at its shard
+    size. Each input's manifest and files are deleted once it is merged (peak disk use stays about one copy of the
+    data); a run killed here converts those inputs again on resume."""
     from data_tools.reader import ShardReader
 
-    for source, path in staged:
-        with ShardReader(path) as r:
-            lo = 0
-            while lo < r.n_frames:
-                hi = min(r.n_frames, lo + chunk, lo + sink.room())
-                a0, a1 = int(r.offsets[lo]), int(r.offsets[hi])
-                try:
-                    sink.append_arrays({n: r.read_raw("atoms", n, a0, a1) for n in r.atom_fields},
-                                       {n: r.read_raw("frames", n, lo, hi) for n in r.frame_fields})
-                except DataError as exc:
-                    raise DataError(f"{source}: {exc} (all inputs must carry the same arrays)") from None
-                lo = hi
-        path.unlink()
+    for source, paths, manifest in staged:
+        for path in paths:
+            with ShardReader(path) as r:
+                lo = 0
+                while lo < r.n_frames:
+                    hi = min(r.n_frames, lo + chunk, lo + sink.room())
+                    a0, a1 = int(r.offsets[lo]), int(r.offsets[hi])
+                    try:
+                        sink.append_arrays({n: r.read_raw("atoms", n, a0, a1) for n in r.atom_fields},
+                                           {n: r.read_raw("frames", n, lo, hi) for n in r.frame_fields})
+                    except DataError as exc:
+                        raise DataError(f"{source}: {exc} (all inputs must carry the same arrays)") from None
+                    lo = hi
+        manifest.unlink()
+        for path in paths:
+            path.unlink()
+
+
+def _stat_entry(path: Path) -> dict[str, Any]:
+    """What identifies the content of an input for the stage key: resolved path, size and mtime_ns (of every file
+    in a directory input such as an LMDB folder, lock files excepted)."""
+    path = path.resolve()
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.endswith("lock.mdb"))
+        return {"path": str(path), "files": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
+    st = path.stat()
+    return {"path": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def stage_key(paths: list[Path], fmt: str, opts: ConvertOptions, version: str) -> str:
+    """16 hex digits of SHA-256 over everything that determines the converted data: inputs (resolved path, size,
+    mtime_ns), the resolved format, every option except ``progress`` and ``workers`` (the ``--ref-energies`` file
+    by path, size and mtime_ns) and the sciml version."""
+    options = {k: v for k, v in asdict(opts).items() if k not in ("progress", "workers", "fmt", "ref_energies")}
+    payload = {"sciml_version": version, "format": fmt, "options": options,
+               "inputs": [_stat_entry(p) for p in paths],
+               "ref_energies": _stat_entry(opts.ref_energies) if opts.ref_energies else None}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_STAGE_SUFFIX = re.compile(r"[0-9a-f]{16}|[a-z0-9_]{8}")  # this version's key, or an older tempfile.mkdtemp name
+
+
+@contextlib.contextmanager
+def _locked(stage: Path, strict: bool = True):
+    """Hold an exclusive ``flock`` on ``stage/lock`` (POSIX; a no-op elsewhere). When another process holds it:
+    DataError if ``strict``, else yield False."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield True
+        return
+    fd = os.open(stage / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if strict:
+                raise DataError(f"{stage} is in use by another conversion into the same output") from None
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_stages(output: Path, stage: Path) -> None:
+    """Remove stage folders of ``output`` other than ``stage`` (another key: inputs, options or version changed)."""
+    prefix = f".tmp-{output.name}-"
+    for entry in output.parent.iterdir():
+        if (entry == stage or not entry.name.startswith(prefix) or not entry.is_dir()
+                or not _STAGE_SUFFIX.fullmatch(entry.name[len(prefix):])):
+            continue
+        with _locked(entry, strict=False) as free:
+            if not free:
+                print(f"leaving staging folder {entry.name}: in use by another conversion", file=sys.stderr)
+                continue
+            print(f"removing stale staging folder {entry.name} (inputs, options or sciml version changed)",
+                  file=sys.stderr)
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _reusable_inputs(stage: Path, paths: list[Path]) -> dict[int, dict[str, Any]]:
+    """Manifests of inputs already converted into ``stage`` (staged files present with the recorded sizes); every
+    other file in ``stage`` (partial files of a killed run) is deleted."""
+    done: dict[int, dict[str, Any]] = {}
+    keep = {"lock"}
+    for index, path in enumerate(paths):
+        try:
+            manifest = json.loads((stage / _manifest_name(index)).read_text())
+            ok = manifest["index"] == index and manifest["input"] == str(path.resolve()) and all(
+                (stage / name).is_file() and (stage / name).stat().st_size == size
+                for name, size in manifest["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            ok = False
+        if ok:
+            done[index] = manifest
+            keep.update([_manifest_name(index)] + [name for name, _ in manifest["files"]])
+    for entry in stage.iterdir():
+        if entry.name not in keep:
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    return done
 
 
 def _final_names(output: Path, n: int, single: bool) -> list[Path]:
@@ -283,33 +408,58 @@ def convert(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, opts
     options["fmt"] = fmt
     single = opts.shard_size is None
     output.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".tmp-{output.name}-", dir=output.parent))
-    try:
-        prov = {"converter": f"sciml data convert --format {fmt}", "sciml_version": __version__,
-                "sources": [{"path": str(s.resolve()), "bytes": s.stat().st_size if s.is_file() else None}
-                            for s in paths], "options": options}
-        meta = {"energy_convention": convention, "provenance": prov, "element_reference_energies": refs}
-        skipped: dict[str, int] = {}
-        sink = _ShardSink(stage, "out", opts.shard_size, meta)
+    stage = output.parent / f".tmp-{output.name}-{stage_key(paths, fmt, opts, __version__)}"
+    _remove_stale_stages(output, stage)
+    stage.mkdir(exist_ok=True)
+    prov = {"converter": f"sciml data convert --format {fmt}", "sciml_version": __version__,
+            "sources": [{"path": str(s.resolve()), "bytes": s.stat().st_size if s.is_file() else None}
+                        for s in paths], "options": options}
+    meta = {"energy_convention": convention, "provenance": prov, "element_reference_energies": refs}
+    skipped: dict[str, int] = {}
+    remove_stage = False
+    with _locked(stage):
         try:
-            if opts.workers > 1 and len(paths) > 1:
-                results = _run_parallel(paths, fmt, opts, stage, meta)
-                for r in results:
-                    for k, v in r[3].items():
-                        skipped[k] = skipped.get(k, 0) + v
-                _merge([(p, Path(f)) for p, r in zip(paths, results) for f in r[0]], sink)
-            else:
-                for i, p in enumerate(paths):
-                    _stream(p, i, fmt, opts, sink, skipped)
-            sink.close()
-        except BaseException:
-            sink.abort()
+            sink = _ShardSink(stage, "out", opts.shard_size, meta)
+            try:
+                if len(paths) == 1:  # straight into the outputs: no per-input file to copy, nothing to resume
+                    _reusable_inputs(stage, [])  # clears partial files of a killed run
+                    _stream(paths[0], 0, fmt, opts, sink, skipped)
+                else:
+                    done = _reusable_inputs(stage, paths)
+                    if done:
+                        print(f"resuming: {len(done)} of {len(paths)} inputs already converted (staged in "
+                              f"{stage.name})", file=sys.stderr)
+                    jobs = [(p, i, fmt, opts if opts.workers <= 1 else replace(opts, progress=False), str(stage),
+                             meta) for i, p in enumerate(paths) if i not in done]
+                    if opts.workers > 1 and len(jobs) > 1:
+                        done.update(_run_parallel(jobs, opts, len(paths)))
+                    else:
+                        for job in jobs:
+                            done[job[1]] = _convert_input(job)
+                    for i in range(len(paths)):
+                        for k, v in done[i]["skipped"].items():
+                            skipped[k] = skipped.get(k, 0) + v
+                    _merge([(p, [stage / name for name, _ in done[i]["files"]], stage / _manifest_name(i))
+                            for i, p in enumerate(paths)], sink)
+                sink.close()
+            except BaseException:
+                sink.abort()
+                raise
+            staged, n_frames, n_atoms = sink.files, sink.n_frames, sink.n_atoms
+            if not staged:
+                raise DataError("no valid frames in " + ", ".join(str(p) for p in paths))
+            finals = _final_names(output, len(staged), single)
+            _commit(staged, finals, single)
+            remove_stage = True
+        except DataError:
+            remove_stage = True  # invalid data: a rerun would stop at the same frame, so nothing is worth keeping
             raise
-        staged, n_frames, n_atoms = sink.files, sink.n_frames, sink.n_atoms
-        if not staged:
-            raise DataError("no valid frames in " + ", ".join(str(p) for p in paths))
-        finals = _final_names(output, len(staged), single)
-        _commit(staged, finals, single)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        except BaseException:
+            if len(paths) > 1:
+                print(f"conversion stopped; converted inputs are kept in {stage}: rerun the same command to resume",
+                      file=sys.stderr)
+            raise
+        finally:
+            if remove_stage:
+                shutil.rmtree(stage, ignore_errors=True)
     return ConvertResult(finals, fmt, n_frames, n_atoms, sum(skipped.values()), time.perf_counter() - t0, skipped)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import lzma
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import ase.io
@@ -226,3 +228,138 @@ def test_parallel_worker_errors_reach_the_caller(tmp_path):
     nof = _xyz(tmp_path / "noforces.xyz", [_frame(with_forces=False)])
     with pytest.raises(DataError, match=r"noforces\.xyz: arrays \['forces'\] differ"):
         convert([good, nof], tmp_path / "o.h5", ConvertOptions(workers=2, **QUIET))
+
+
+ACAC = REPO / "examples" / "data" / "acac" / "train_300K.xyz"
+
+
+def _frame_texts(path: Path) -> list[str]:
+    """The frames of an extxyz file as texts (count line, comment line, one line per atom)."""
+    lines = path.read_text().splitlines(keepends=True)
+    frames, i = [], 0
+    while i < len(lines):
+        n = int(lines[i])
+        frames.append("".join(lines[i:i + n + 2]))
+        i += n + 2
+    return frames
+
+
+def _acac_inputs(folder: Path, n_inputs: int, repeat: int) -> list[Path]:
+    """``n_inputs`` extxyz files of the real AcAc frames, each in another order (so a mix-up of inputs shows)."""
+    frames = _frame_texts(ACAC)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(n_inputs):
+        shift = k * len(frames) // n_inputs
+        paths.append(_xyz(folder / f"part{k}.xyz", (frames[shift:] + frames[:shift]) * repeat))
+    return paths
+
+
+def _assert_same_outputs(a: list[Path], b: list[Path]) -> None:
+    assert [p.name for p in a] == [p.name for p in b]
+    for p, q in zip(a, b):
+        with ShardReader(p) as x, ShardReader(q) as y:
+            assert x.n_frames == y.n_frames and x.n_atoms == y.n_atoms
+            assert x.atom_fields == y.atom_fields and x.frame_fields == y.frame_fields
+            for group, fields, n in (("atoms", x.atom_fields, x.n_atoms), ("frames", x.frame_fields, x.n_frames)):
+                for name in fields:
+                    assert np.array_equal(x.read_raw(group, name, 0, n), y.read_raw(group, name, 0, n)), name
+            assert x.verify() == y.verify() == []
+
+
+def _stages(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob(".tmp-*") if p.is_dir())
+
+
+def test_killed_multi_input_conversion_resumes(tmp_path):
+    srcs = _acac_inputs(tmp_path / "in", 4, 2)  # 4 inputs of 1000 frames: about a second each
+    out = tmp_path / "out" / "d.h5"
+    cmd = [sys.executable, "-m", "sciml", "data", "convert", *map(str, srcs), "-o", str(out), "--shard-size", "700"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.parent.glob(".tmp-d.h5-*/in000000.json")):
+        time.sleep(0.01)
+    assert proc.poll() is None, "conversion finished before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list(out.parent.glob("*.h5"))  # nothing under a final name
+    assert len(_stages(out.parent)) == 1
+    rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    match = re.search(r"resuming: (\d+) of 4 inputs already converted", rerun.stderr)
+    assert match and int(match.group(1)) >= 1, rerun.stderr
+    clean = convert(srcs, tmp_path / "clean" / "d.h5", ConvertOptions(shard_size=700, **QUIET))
+    resumed = sorted(out.parent.glob("d_*.h5"))
+    assert clean.n_frames == 4000 and [p.name for p in resumed] == [f"d_{i:04d}.h5" for i in range(6)]
+    _assert_same_outputs(clean.outputs, resumed)
+    assert not _stages(out.parent)
+
+
+def test_stage_is_reused_only_for_the_same_inputs_and_options(tmp_path, monkeypatch, capsys):
+    import data_tools.convert as conv
+
+    srcs = _acac_inputs(tmp_path / "in", 3, 1)
+    out = tmp_path / "o.h5"
+    stream = conv._stream
+
+    def interrupt_at_last_input(path, index, *args):
+        if index == 2:
+            raise KeyboardInterrupt
+        return stream(path, index, *args)
+
+    def interrupted(opts: ConvertOptions) -> Path:
+        monkeypatch.setattr(conv, "_stream", interrupt_at_last_input)
+        with pytest.raises(KeyboardInterrupt):
+            convert(srcs, out, opts)
+        monkeypatch.setattr(conv, "_stream", stream)
+        assert not list(tmp_path.glob("*.h5"))
+        (stage,) = _stages(tmp_path)
+        assert sorted(p.name for p in stage.glob("in*")) == ["in000000.h5", "in000000.json", "in000001.h5",
+                                                             "in000001.json"]
+        return stage
+
+    opts = ConvertOptions(**QUIET)
+    first = interrupted(opts)
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    # another option: another stage, the old one is removed
+    second = interrupted(replace(opts, group_by="file"))
+    err = capsys.readouterr().err
+    assert second != first and f"removing stale staging folder {first.name}" in err and "resuming" not in err
+    # a touched input: the stage is stale again
+    st = srcs[0].stat()
+    os.utime(srcs[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    convert(srcs, out, replace(opts, group_by="file"))
+    err = capsys.readouterr().err
+    assert f"removing stale staging folder {second.name}" in err and "resuming" not in err
+    assert not _stages(tmp_path)
+    out.unlink()
+    # same inputs and options (workers do not matter): resumed, same data as a clean conversion
+    interrupted(opts)
+    capsys.readouterr()
+    result = convert(srcs, out, replace(opts, workers=2))
+    assert "resuming: 2 of 3 inputs already converted" in capsys.readouterr().err
+    clean = convert(srcs, tmp_path / "clean" / "o.h5", opts)
+    assert result.n_frames == clean.n_frames == 1500
+    _assert_same_outputs(clean.outputs, result.outputs)
+    assert not _stages(tmp_path)
+
+
+def test_stage_in_use_is_refused(tmp_path):
+    import fcntl
+
+    from data_tools.convert import stage_key
+    from sciml import __version__
+
+    srcs = _acac_inputs(tmp_path / "in", 2, 1)
+    stage = tmp_path / f".tmp-o.h5-{stage_key(srcs, 'ase', ConvertOptions(**QUIET), __version__)}"
+    stage.mkdir()
+    fd = os.open(stage / "lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(DataError, match="in use by another conversion"):
+            convert(srcs, tmp_path / "o.h5", ConvertOptions(**QUIET))
+        assert stage.is_dir() and not (tmp_path / "o.h5").exists()
+    finally:
+        os.close(fd)
+    assert convert(srcs, tmp_path / "o.h5", ConvertOptions(**QUIET)).n_frames == 1000

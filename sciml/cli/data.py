@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = dsub.add_parser("convert", help="convert extxyz / ASE / OC20 / PubChemQCR data to sciml HDF5 shards",
                         description="Stream INPUT files into sciml HDF5 (docs/data_format.md). Without --shard-size "
                                     "one file OUT.h5 is written; with it shards OUT_0000.h5, OUT_0001.h5, ... of "
-                                    "that many frames, in input order (independent of --workers).")
+                                    "that many frames, in input order (independent of --workers). Rerunning a "
+                                    "killed multi-input conversion with the same inputs and options reuses the "
+                                    "inputs it had finished.")
     c.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     c.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.h5")
     c.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: detect and report)")
