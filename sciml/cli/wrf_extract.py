@@ -8,7 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from data_tools.wrf.features import DEFAULT_INPUTS, DEFAULT_TARGETS
+#: copies of data_tools.wrf.features.DEFAULT_INPUTS / DEFAULT_TARGETS, so that building the parser does not import
+#: xarray; tests/test_cli_startup.py checks that they stay equal
+DEFAULT_INPUTS: tuple[str, ...] = ("u", "v", "w", "t", "qv", "p", "th", "dz8w", "rho", "pi", "qvs", "rh", "W0AVG",
+                                   "HFX", "UST", "PBLH")
+DEFAULT_TARGETS: tuple[str, ...] = ("RTHCUTEN", "RQVCUTEN", "RQCCUTEN", "RQRCUTEN", "RQICUTEN", "RQSCUTEN",
+                                    "PRATEC", "NCA", "RAINCV")
 
 
 def _names(text: str) -> list[str]:
