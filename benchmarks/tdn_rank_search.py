@@ -20,10 +20,11 @@ from sciml.tdn.fit import POLISH_TOL
 from sciml.utils.atomic import atomic_write_bytes
 
 
-def attempt(lmax: int, parity: str, rank: int, restarts: int, max_iter: int, log: Path) -> CPFactors | None:
-    """First exact, non-degenerate fit over seeds 0..restarts-1, or None."""
+def attempt(lmax: int, parity: str, rank: int, restarts: int, max_iter: int, log: Path,
+            first_seed: int = 0) -> CPFactors | None:
+    """First exact, non-degenerate fit over seeds first_seed..first_seed+restarts-1, or None."""
     m = cg_tensor(lmax, parity).numpy()
-    for seed in range(restarts):
+    for seed in range(first_seed, first_seed + restarts):
         t0 = time.perf_counter()
         fit = cp_als(m, rank, seed=seed, max_iter=max_iter, tol=POLISH_TOL)
         f = CPFactors(lmax, parity, fit.u, fit.v, fit.w, fit.rel_error, seed)
@@ -46,17 +47,23 @@ def main() -> None:
     ap.add_argument("--hi", type=int, required=True, help="a rank believed to succeed")
     ap.add_argument("--restarts", type=int, default=2)
     ap.add_argument("--max-iter", type=int, default=4000)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds tried: first_seed .. first_seed+restarts-1")
+    ap.add_argument("--single", action="store_true",
+                    help="try --hi only (no doubling, no bisection); ship the factors if that fit is exact")
     ap.add_argument("--log", type=Path, default=Path(__file__).with_name("tdn_rank_search.jsonl"))
     ap.add_argument("--ship", type=Path, default=SHIPPED_DIR)
     args = ap.parse_args()
     lo, hi = args.lo, args.hi
-    best = attempt(args.lmax, args.parity, hi, args.restarts, args.max_iter, args.log)
+    best = attempt(args.lmax, args.parity, hi, args.restarts, args.max_iter, args.log, args.first_seed)
+    if args.single and best is None:
+        print(json.dumps({"lmax": args.lmax, "parity": args.parity, "rank": hi, "exact": False}))
+        return
     while best is None:
         lo, hi = hi, 2 * hi
-        best = attempt(args.lmax, args.parity, hi, args.restarts, args.max_iter, args.log)
-    while hi - lo > 1:
+        best = attempt(args.lmax, args.parity, hi, args.restarts, args.max_iter, args.log, args.first_seed)
+    while hi - lo > 1 and not args.single:
         mid = (lo + hi) // 2
-        f = attempt(args.lmax, args.parity, mid, args.restarts, args.max_iter, args.log)
+        f = attempt(args.lmax, args.parity, mid, args.restarts, args.max_iter, args.log, args.first_seed)
         if f is None:
             lo = mid
         else:

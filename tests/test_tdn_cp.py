@@ -9,7 +9,7 @@ from sciml.tdn import CPTensorProduct, E3nnTensorProduct, ExactTensorProduct, cg
 from sciml.tdn.check import equivariance_error, random_inputs, relative_difference
 from sciml.tdn.factors import DEGENERACY_LIMIT, EXACT_RANKS
 
-EXACT_CASES = [(1, "so3"), (2, "so3"), (3, "so3"), (1, "o3"), (2, "o3")]
+EXACT_CASES = [(1, "so3"), (2, "so3"), (3, "so3"), (1, "o3"), (2, "o3"), (4, "o3")]
 
 
 pytestmark = pytest.mark.usefixtures("float64_default_dtype")
@@ -31,6 +31,26 @@ def test_exact_rank_is_exact_and_equivariant(lmax, parity):
     assert float(tp.factor_rel_error) < 1e-7
     assert equivariance_error(tp, lmax, 3, parity) < 1e-10  # o3: reflections included
     assert relative_difference(tp, ExactTensorProduct(lmax, 3, parity=parity), lmax, 3) < 1e-10
+
+
+@pytest.mark.parametrize("parity", ["so3", "o3"])
+def test_shipped_exact_factors_are_exact_and_non_degenerate(parity):
+    """Every rank in EXACT_RANKS (L >= 1) ships a file that reconstructs M to ~1e-14 with bounded terms."""
+    import numpy as np
+
+    from sciml.tdn.cache import SHIPPED_DIR, file_name
+    from sciml.tdn.cp_als import relative_error
+    from sciml.tdn.factors import CPFactors
+
+    for lmax, rank in EXACT_RANKS[parity].items():
+        if lmax == 0:
+            continue
+        path = SHIPPED_DIR / file_name(lmax, parity, rank)
+        f = CPFactors.from_bytes(path.read_bytes(), source=str(path))
+        assert (f.lmax, f.parity, f.rank) == (lmax, parity, rank)
+        err = relative_error(cg_tensor(lmax, parity).numpy(), f.x, f.y, f.out)
+        assert err < 1e-13 and np.isclose(err, f.rel_error, rtol=0.5, atol=1e-14)
+        assert f.max_term_ratio <= DEGENERACY_LIMIT
 
 
 def test_so3_product_is_not_mirror_equivariant():
