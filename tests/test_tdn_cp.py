@@ -9,7 +9,7 @@ from sciml.tdn import CPTensorProduct, E3nnTensorProduct, ExactTensorProduct, cg
 from sciml.tdn.check import equivariance_error, random_inputs, relative_difference
 from sciml.tdn.factors import DEGENERACY_LIMIT, EXACT_RANKS
 
-EXACT_CASES = [(1, "so3"), (2, "so3"), (3, "so3"), (1, "o3"), (2, "o3"), (4, "o3")]
+EXACT_CASES = [(1, "so3"), (2, "so3"), (3, "so3"), (1, "o3"), (2, "o3"), (4, "o3"), (5, "o3")]
 
 
 pytestmark = pytest.mark.usefixtures("float64_default_dtype")
