@@ -50,7 +50,9 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     loaded, task, config = load_model(path)
     assert config["model"]["tensor_product"] == "cg" and task.name == "potential"
     a, b = original(batch_of(frames, torch.float32)), loaded(batch_of(frames, torch.float32))
-    assert torch.equal(a["energy"], b["energy"]) and torch.equal(a["forces"], b["forces"])
+    assert torch.equal(a["energy"], b["energy"])
+    # forces: same weights, but the order of the threaded scatter-adds in the backward may differ between runs
+    torch.testing.assert_close(a["forces"], b["forces"], rtol=1e-5, atol=1e-7)
     for key, value in original.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
 
