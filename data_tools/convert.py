@@ -337,11 +337,22 @@ def _remove_stale_stages(output: Path, stage: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def _clear_stage(stage: Path, keep: set[str]) -> None:
+    """Delete everything in ``stage`` except the lock and the entries named in ``keep`` (partial files of a killed
+    run)."""
+    for entry in stage.iterdir():
+        if entry.name != "lock" and entry.name not in keep:
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
 def _reusable_inputs(stage: Path, paths: list[Path]) -> dict[int, dict[str, Any]]:
     """Manifests of inputs already converted into ``stage`` (staged files present with the recorded sizes); every
     other file in ``stage`` (partial files of a killed run) is deleted."""
     done: dict[int, dict[str, Any]] = {}
-    keep = {"lock"}
+    keep: set[str] = set()
     for index, path in enumerate(paths):
         try:
             manifest = json.loads((stage / _manifest_name(index)).read_text())
@@ -353,12 +364,7 @@ def _reusable_inputs(stage: Path, paths: list[Path]) -> dict[int, dict[str, Any]
         if ok:
             done[index] = manifest
             keep.update([_manifest_name(index)] + [name for name, _ in manifest["files"]])
-    for entry in stage.iterdir():
-        if entry.name not in keep:
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+    _clear_stage(stage, keep)
     return done
 
 
@@ -422,7 +428,7 @@ def convert(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, opts
             sink = _ShardSink(stage, "out", opts.shard_size, meta)
             try:
                 if len(paths) == 1:  # straight into the outputs: no per-input file to copy, nothing to resume
-                    _reusable_inputs(stage, [])  # clears partial files of a killed run
+                    _clear_stage(stage, set())
                     _stream(paths[0], 0, fmt, opts, sink, skipped)
                 else:
                     done = _reusable_inputs(stage, paths)

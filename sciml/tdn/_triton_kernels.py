@@ -100,14 +100,22 @@ def cp_bwd_kernel(x_ptr, y_ptr, w_ptr, g_ptr, fx_ptr, fy_ptr, fo_ptr, gx_ptr, gy
 
 
 @triton.jit
+def _edge_matrix(t_ptr, D, ste, stk, sti, DP: tl.constexpr):
+    """Edge e = program_id(0), component indices kk [DP] with validity, the T tile mask and T[e] (zero-padded)."""
+    e = tl.program_id(0).to(tl.int64)
+    kk = tl.arange(0, DP)
+    d_ok = kk < D
+    t_mask = d_ok[:, None] & d_ok[None, :]
+    t = tl.load(t_ptr + e * ste + kk[:, None] * stk + kk[None, :] * sti, mask=t_mask, other=0.0)
+    return e, kk, d_ok, t_mask, t
+
+
+@triton.jit
 def edge_matrix_fwd_kernel(t_ptr, x_ptr, w_ptr, out_ptr, D, C,
                            ste, stk, sti, sxe, sxd, sxc, swe, swc, soe, sod, soc,
                            DP: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
     """out[e, k, c] = w[e, c] sum_i T[e, k, i] x[e, i, c]; program e keeps T[e] (DP x DP, zero-padded) on chip."""
-    e = tl.program_id(0).to(tl.int64)
-    kk = tl.arange(0, DP)
-    d_ok = kk < D
-    t = tl.load(t_ptr + e * ste + kk[:, None] * stk + kk[None, :] * sti, mask=d_ok[:, None] & d_ok[None, :], other=0.0)
+    e, kk, d_ok, t_mask, t = _edge_matrix(t_ptr, D, ste, stk, sti, DP)
     for c0 in range(0, C, BC):
         cc = c0 + tl.arange(0, BC)
         c_ok = cc < C
@@ -124,11 +132,7 @@ def edge_matrix_bwd_kernel(t_ptr, x_ptr, w_ptr, g_ptr, gt_ptr, gx_ptr, gw_ptr, D
                            DP: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
     """Gradients of edge_matrix_fwd_kernel's output (grad g [E, d, C]), one program per edge, contiguous outputs:
     u = T^T g (per channel chunk); gx = u * w; gw = sum_i x * u; gT = sum over chunks of (g * w) @ x^T."""
-    e = tl.program_id(0).to(tl.int64)
-    kk = tl.arange(0, DP)
-    d_ok = kk < D
-    t_mask = d_ok[:, None] & d_ok[None, :]
-    t = tl.load(t_ptr + e * ste + kk[:, None] * stk + kk[None, :] * sti, mask=t_mask, other=0.0)
+    e, kk, d_ok, t_mask, t = _edge_matrix(t_ptr, D, ste, stk, sti, DP)
     gt = tl.zeros((DP, DP), dtype=t.dtype)
     for c0 in range(0, C, BC):
         cc = c0 + tl.arange(0, BC)

@@ -2,9 +2,10 @@
 
 Two contraction orders: ``cp_product_fused`` (through the rank; used by CPTensorProduct with ``contraction="rank"``
 on CUDA tensors when Triton is importable, disable with ``SCIML_TDN_TRITON=0``) and ``sh_first_fused`` (per-edge
-d x d matrix applied on chip; ``contraction="sh_first_fused"``). Double backward (force training): the autograd backward runs the Triton kernel only when
-no graph of the backward is needed; under ``create_graph=True`` it evaluates the same gradient formulas with plain
-(differentiable) torch ops, so higher derivatives are exact. The factors are treated as constants (no gradient).
+d x d matrix applied on chip; ``contraction="sh_first_fused"``). Double backward (force training): the autograd
+backward runs the Triton kernel only when no graph of the backward is needed; under ``create_graph=True`` it
+evaluates the same gradient formulas with plain (differentiable) torch ops, so higher derivatives are exact. The
+factors are treated as constants (no gradient).
 """
 
 from __future__ import annotations
@@ -111,21 +112,33 @@ def torch_backward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.
     return gx, gy, gw
 
 
-class _FusedCP(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, y, w, fx, fy, fout, precision):  # type: ignore[override]
-        ctx.save_for_backward(x, y, w, fx, fy, fout)
-        ctx.precision = precision
-        return fused_forward(x, y, w, fx, fy, fout, precision)
+class _FusedProduct(torch.autograd.Function):
+    """Autograd of a fused product; subclasses' ``forward`` call :func:`_launch` with their kernels. The backward
+    runs the Triton kernel only when no graph of the backward is needed; under create_graph=True the differentiable
+    torch formulas keep higher derivatives exact. Inputs after the gradient-carrying ones (CP factors) get None."""
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        x, y, w, fx, fy, fout = ctx.saved_tensors
+        inputs = ctx.saved_tensors
+        _, kernel_backward, differentiable_backward = ctx.ops
         if torch.is_grad_enabled():  # create_graph=True: stay differentiable
-            gx, gy, gw = torch_backward(x, y, w, fx, fy, fout, grad)
+            grads = differentiable_backward(*inputs, grad)
         else:
-            gx, gy, gw = fused_backward(x, y, w, fx, fy, fout, grad.contiguous(), ctx.precision)
-        return gx, gy, gw, None, None, None, None
+            grads = kernel_backward(*inputs, grad.contiguous(), ctx.precision)
+        return (None, *grads, *(None,) * (len(inputs) - len(grads)))
+
+
+def _launch(ctx, ops: tuple, precision: str, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Forward of a :class:`_FusedProduct`: ops = (forward launcher, backward launcher, torch backward)."""
+    ctx.save_for_backward(*inputs)
+    ctx.ops, ctx.precision = ops, precision
+    return ops[0](*inputs, precision)
+
+
+class _FusedCP(_FusedProduct):
+    @staticmethod
+    def forward(ctx, precision, *inputs):  # type: ignore[override]
+        return _launch(ctx, (fused_forward, fused_backward, torch_backward), precision, inputs)
 
 
 #: maximum padded component count of the SH-first kernels: T[e] is DP x DP in registers (lmax <= 7)
@@ -191,21 +204,10 @@ def torch_edge_matrix_backward(t: torch.Tensor, x: torch.Tensor, w: torch.Tensor
     return torch.matmul(gs, x.transpose(1, 2)), u * w.unsqueeze(1), (x * u).sum(dim=1)
 
 
-class _FusedEdgeMatrix(torch.autograd.Function):
+class _FusedEdgeMatrix(_FusedProduct):
     @staticmethod
-    def forward(ctx, t, x, w, precision):  # type: ignore[override]
-        ctx.save_for_backward(t, x, w)
-        ctx.precision = precision
-        return edge_matrix_forward(t, x, w, precision)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        t, x, w = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: stay differentiable
-            gt, gx, gw = torch_edge_matrix_backward(t, x, w, grad)
-        else:
-            gt, gx, gw = edge_matrix_backward(t, x, w, grad, ctx.precision)
-        return gt, gx, gw, None
+    def forward(ctx, precision, *inputs):  # type: ignore[override]
+        return _launch(ctx, (edge_matrix_forward, edge_matrix_backward, torch_edge_matrix_backward), precision, inputs)
 
 
 def sh_first_fused(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, m_jki: torch.Tensor,
@@ -218,7 +220,7 @@ def sh_first_fused(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, m_jki: tor
     if d > EDGE_MATRIX_MAX_DIM:
         raise ValueError(f"sh_first_fused supports d = (lmax+1)^2 <= {EDGE_MATRIX_MAX_DIM}, got d = {d}")
     t = torch.matmul(y, m_jki).view(e, d, d)
-    return _FusedEdgeMatrix.apply(t, x, w, precision)
+    return _FusedEdgeMatrix.apply(precision, t, x, w)
 
 
 def cp_product_fused(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor,
@@ -226,4 +228,4 @@ def cp_product_fused(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torc
     """Same result as ``cp_tp.cp_product`` through the fused kernels. ``precision`` (float32 only): "ieee" exact fp32
     dots; "tf32x3" / "tf32" use tensor cores with lower accuracy (measure it; see docs/tdn.md).
     Shapes: x [E, d, C], y [E, d], w [E, C], factors [d, R] -> [E, d, C]."""
-    return _FusedCP.apply(x, y, w, fx.contiguous(), fy.contiguous(), fout.contiguous(), precision)
+    return _FusedCP.apply(precision, x, y, w, fx.contiguous(), fy.contiguous(), fout.contiguous())
