@@ -103,7 +103,8 @@ def float32_fused_vs_torch(device: str, lmax: int, channels: int = 64, edges: in
 
 
 def config_sweep(device: str, lmax: int, channels: int, edges: int) -> list[dict]:
-    """Time fused fwd+bwd for a few launch configurations; returns rows sorted by time."""
+    """Time the rank kernels' fwd+bwd for a few launch configurations (None = the automatic choice of
+    ``triton_cp.rank_config``); returns rows sorted by time. The automatic choice stays in place afterwards."""
     from sciml.bench.tp import time_ms
     from sciml.tdn import CPTensorProduct
     from sciml.tdn import triton_cp
@@ -113,7 +114,7 @@ def config_sweep(device: str, lmax: int, channels: int, edges: int) -> list[dict
     x, _, y, w = (t.to(device).requires_grad_() for t in random_inputs(lmax, channels, edges, dtype=torch.float32))
     g = torch.randn_like(x)
     rows = []
-    for rows_, br, nw in ((64, 32, 4), (64, 16, 4), (64, 16, 8), (64, 32, 8), (128, 32, 8), (64, 64, 4)):
+    for rows_, br, nw in ((64, None, None), (64, 32, 4), (64, 16, 4), (64, 16, 8), (32, 16, 4), (128, 16, 8)):
         triton_cp.set_config(rows_, br, nw)
         try:
             def run():
@@ -194,12 +195,10 @@ def main() -> int:
                 contraction="sh_first_fused")
         guarded(checks, "float32_accuracy_L6" if cuda else "float32_accuracy_L1", float32_fused_vs_torch, dev,
                 6 if cuda else 1, 64 if cuda else 8, 2000 if cuda else 16)
-        res = guarded(sweep, "config_sweep_L6" if cuda else "config_sweep_L1", config_sweep, dev, 6 if cuda else 1,
-                      64 if cuda else 16, edges)
-        best = (res or [{}])[0]
-        if "fwdbwd_ms" in best:
-            triton_cp.set_config(best["rows"], best["block_rank"], best["num_warps"])
-    info["fused_config"] = dict(triton_cp.CONFIG)
+        guarded(sweep, "config_sweep_L6" if cuda else "config_sweep_L1", config_sweep, dev, 6 if cuda else 1,
+                64 if cuda else 16, edges)
+    info["fused_config"] = {f"L{lmax}_C{c}": triton_cp.rank_config((lmax + 1) ** 2, c)
+                            for c in channels_list for lmax in lmaxes}
     save()
     for channels in channels_list:
         for lmax in lmaxes:

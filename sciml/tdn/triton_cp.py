@@ -15,8 +15,9 @@ import os
 
 import torch
 
-#: launch configuration: rows (edge x channel pairs) per program, rank-chunk width, warps per program
-CONFIG = {"rows": 64, "block_rank": 32, "num_warps": 4}
+#: launch configuration of the rank kernels: (edge x channel) rows per program, rank-chunk width, warps per program;
+#: None = automatic (see ``rank_config``)
+CONFIG: dict = {"rows": 64, "block_rank": None, "num_warps": None}
 #: tl.dot input precisions: "ieee" (true fp32, default), "tf32x3" (3 TF32 passes, ~fp32 accuracy), "tf32"
 PRECISIONS = ("ieee", "tf32x3", "tf32")
 
@@ -42,16 +43,22 @@ def _cdiv(a: int, b: int) -> int:
     return (a + b - 1) // b
 
 
-def set_config(rows: int = 64, block_rank: int = 32, num_warps: int = 4) -> None:
-    """Change the launch configuration (powers of two; rows >= 16, block_rank >= 16)."""
+def set_config(rows: int = 64, block_rank: int | None = None, num_warps: int | None = None) -> None:
+    """Change the rank kernels' launch configuration (powers of two; rows >= 16, block_rank >= 16; None = automatic)."""
     CONFIG.update(rows=rows, block_rank=block_rank, num_warps=num_warps)
 
 
-def _config(d: int, c: int) -> tuple[int, int, int, int]:
-    """(edges per program BE, padded channels CP, padded components DP, rank chunk BR)."""
+def rank_config(d: int, c: int) -> dict[str, int]:
+    """Launch parameters of the rank kernels for d components and c channels: edges per program BE, padded channels
+    CP, padded components DP, rank chunk BR and num_warps. Automatic choice (ptxas for sm_90 reports no register
+    spills with it up to L = 6, C <= 128; see ``triton_resources``): BR = 32 for DP <= 16, else 16; 4 warps for
+    <= 64 rows per program, else 8."""
     cp = _next_pow2(c)
     be = max(1, CONFIG["rows"] // cp, 16 // cp)  # tl.dot needs >= 16 rows
-    return be, cp, _next_pow2(d, 16), CONFIG["block_rank"]
+    dp = _next_pow2(d, 16)
+    br = CONFIG["block_rank"] or (32 if dp <= 16 else 16)
+    nw = CONFIG["num_warps"] or (4 if be * cp <= 64 else 8)
+    return {"BE": be, "CP": cp, "DP": dp, "BR": br, "num_warps": nw}
 
 
 def _precision(dtype: torch.dtype, precision: str) -> str:
@@ -70,11 +77,10 @@ def fused_forward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.T
     out = torch.empty(e, d, c, dtype=x.dtype, device=x.device)
     if e == 0:
         return out
-    be, cp, dp, br = _config(d, c)
-    grid = (_cdiv(e, be),)
-    cp_fwd_kernel[grid](x, y, w, fx, fy, fout, out, e, d, c, r,
-                        *x.stride(), *y.stride(), *w.stride(), *out.stride(),
-                        BE=be, CP=cp, DP=dp, BR=br, PREC=_precision(x.dtype, precision), num_warps=CONFIG["num_warps"])
+    meta = rank_config(d, c)
+    cp_fwd_kernel[(_cdiv(e, meta["BE"]),)](x, y, w, fx, fy, fout, out, e, d, c, r,
+                                          *x.stride(), *y.stride(), *w.stride(), *out.stride(),
+                                          PREC=_precision(x.dtype, precision), **meta)
     return out
 
 
@@ -91,11 +97,10 @@ def fused_backward(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: torch.
     gw = torch.empty(e, c, dtype=x.dtype, device=x.device)
     if e == 0:
         return gx, gy, gw
-    be, cp, dp, br = _config(d, c)
-    grid = (_cdiv(e, be),)
-    cp_bwd_kernel[grid](x, y, w, grad, fx, fy, fout, gx, gy, gw, e, d, c, r,
-                        *x.stride(), *y.stride(), *w.stride(), *grad.stride(),
-                        BE=be, CP=cp, DP=dp, BR=br, PREC=_precision(x.dtype, precision), num_warps=CONFIG["num_warps"])
+    meta = rank_config(d, c)
+    cp_bwd_kernel[(_cdiv(e, meta["BE"]),)](x, y, w, grad, fx, fy, fout, gx, gy, gw, e, d, c, r,
+                                          *x.stride(), *y.stride(), *w.stride(), *grad.stride(),
+                                          PREC=_precision(x.dtype, precision), **meta)
     return gx, gy, gw
 
 
@@ -143,24 +148,41 @@ class _FusedCP(_FusedProduct):
 
 #: maximum padded component count of the SH-first kernels: T[e] is DP x DP in registers (lmax <= 7)
 EDGE_MATRIX_MAX_DIM = 64
-#: candidate (channel chunk, warps) launch configurations of the SH-first kernels; Triton's autotuner times them on
-#: the first call for each (d, C, dtype) and keeps the fastest (the interpreter uses the first)
-EDGE_MATRIX_CONFIGS = ((16, 4), (32, 4), (64, 4), (16, 8), (32, 8), (64, 8))
+_ALL_CHUNKS = ((16, 4), (32, 4), (64, 4), (16, 8), (32, 8), (64, 8))
+#: candidate (channel chunk BC, warps) launch configurations of the SH-first kernels per padded dimension DP: those
+#: that ptxas for sm_90 compiles without register spills in float32 ("ieee" and "tf32x3"; tested in
+#: tests/test_tdn_triton_compile.py, table in docs/benchmarks.md). On a GPU Triton's autotuner times them on the first
+#: call for each (d, C, precision) and keeps the fastest; the interpreter uses the first.
+EDGE_MATRIX_CONFIGS: dict[str, dict[int, tuple[tuple[int, int], ...]]] = {
+    "edge_matrix_fwd_kernel": {16: _ALL_CHUNKS, 32: _ALL_CHUNKS, 64: ((16, 4), (16, 8), (32, 8))},
+    "edge_matrix_bwd_kernel": {16: ((16, 4), (32, 4), (16, 8), (32, 8), (64, 8)), 32: ((16, 4), (16, 8), (32, 8)),
+                               64: ((16, 8), (32, 8))},
+}
 _TUNED: dict = {}
 
 
-def _edge_kernel(name: str):
-    """The named SH-first kernel: autotuned over EDGE_MATRIX_CONFIGS on a GPU, the plain kernel when interpreting."""
+def prune_edge_configs(name: str, configs: list, dp: int) -> list:
+    """The autotuner's candidates (triton.Config) that are listed for kernel ``name`` at padded dimension ``dp``."""
+    allowed = set(EDGE_MATRIX_CONFIGS[name][dp])
+    return [cfg for cfg in configs if (cfg.kwargs["BC"], cfg.num_warps) in allowed]
+
+
+def _edge_kernel(name: str, dp: int):
+    """The named SH-first kernel and its launch options: autotuned over EDGE_MATRIX_CONFIGS on a GPU, the plain kernel
+    with the first candidate when interpreting."""
     import triton
 
     from sciml.tdn import _triton_kernels
 
     kernel = getattr(_triton_kernels, name)
     if interpreting():
-        return kernel, {"BC": EDGE_MATRIX_CONFIGS[0][0], "num_warps": EDGE_MATRIX_CONFIGS[0][1]}
+        bc, nw = EDGE_MATRIX_CONFIGS[name][dp][0]
+        return kernel, {"BC": bc, "num_warps": nw}
     if name not in _TUNED:
-        configs = [triton.Config({"BC": bc}, num_warps=nw) for bc, nw in EDGE_MATRIX_CONFIGS]
-        _TUNED[name] = triton.autotune(configs=configs, key=["D", "C"])(kernel)
+        union = sorted({cfg for per_dp in EDGE_MATRIX_CONFIGS[name].values() for cfg in per_dp})
+        configs = [triton.Config({"BC": bc}, num_warps=nw) for bc, nw in union]
+        prune = {"early_config_prune": lambda cfgs, nargs, **kw: prune_edge_configs(name, cfgs, kw["DP"])}
+        _TUNED[name] = triton.autotune(configs=configs, key=["D", "C", "PREC"], prune_configs_by=prune)(kernel)
     return _TUNED[name], {}
 
 
@@ -175,9 +197,10 @@ def edge_matrix_forward(t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, preci
     out = torch.empty(e, d, c, dtype=x.dtype, device=x.device)
     if e == 0:  # no empty grids on the GPU
         return out
-    kernel, meta = _edge_kernel("edge_matrix_fwd_kernel")
+    dp = _next_pow2(d, 16)
+    kernel, meta = _edge_kernel("edge_matrix_fwd_kernel", dp)
     kernel[(e,)](t, x, w, out, d, c, *t.stride(), *x.stride(), *w.stride(), *out.stride(),
-                 DP=_next_pow2(d, 16), PREC=_precision(x.dtype, precision), **meta)
+                 DP=dp, PREC=_precision(x.dtype, precision), **meta)
     return out
 
 
@@ -190,9 +213,10 @@ def edge_matrix_backward(t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, grad
     gw = torch.empty(e, c, dtype=x.dtype, device=x.device)
     if e == 0:
         return gt, gx, gw
-    kernel, meta = _edge_kernel("edge_matrix_bwd_kernel")
+    dp = _next_pow2(d, 16)
+    kernel, meta = _edge_kernel("edge_matrix_bwd_kernel", dp)
     kernel[(e,)](t, x, w, grad, gt, gx, gw, d, c, *t.stride(), *x.stride(), *w.stride(), *grad.stride(),
-                 DP=_next_pow2(d, 16), PREC=_precision(x.dtype, precision), **meta)
+                 DP=dp, PREC=_precision(x.dtype, precision), **meta)
     return gt, gx, gw
 
 

@@ -1,0 +1,62 @@
+"""The fused TDN kernels compile for sm_90 (H100 / H200), and the launch configurations that ship do not spill
+registers. A static check: Triton's ahead-of-time compiler and its bundled ptxas, no GPU needed."""
+
+from __future__ import annotations
+
+
+import pytest
+
+from sciml.tdn import triton_cp
+from sciml.tdn.triton_resources import kernel_resources, ptxas_available
+
+pytestmark = pytest.mark.skipif(not ptxas_available() or triton_cp.interpreting(),
+                                reason="needs triton's NVIDIA backend (ptxas) and TRITON_INTERPRET unset")
+
+EDGE_CANDIDATES = [(name, dp, bc, nw) for name, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items()
+                   for dp, configs in per_dp.items() for bc, nw in configs]
+
+
+@pytest.mark.parametrize("name,dp,bc,nw", EDGE_CANDIDATES)
+def test_sh_first_candidates_compile_without_spills(name, dp, bc, nw):
+    for precision in ("ieee", "tf32x3"):
+        res = kernel_resources(name, {"DP": dp, "BC": bc, "PREC": precision}, nw)
+        assert res["spill_bytes"] == 0, (name, dp, bc, nw, precision, res)
+        assert 0 < res["registers"] <= 255 and res["shared_bytes"] <= 227 * 1024, res
+
+
+@pytest.mark.parametrize("lmax", range(1, 7))
+@pytest.mark.parametrize("channels", [16, 64])
+def test_rank_kernels_automatic_config_compiles_without_spills(lmax, channels):
+    meta = triton_cp.rank_config((lmax + 1) ** 2, channels)
+    num_warps = meta.pop("num_warps")
+    for name in ("cp_fwd_kernel", "cp_bwd_kernel"):
+        res = kernel_resources(name, {**meta, "PREC": "ieee"}, num_warps)
+        assert res["spill_bytes"] == 0, (name, lmax, channels, meta, res)
+
+
+def test_float64_kernels_compile():
+    """float64 runs the CPU-vs-CUDA checks: every kernel must compile (spills allowed, it is not the fast path)."""
+    for name, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items():
+        for dp, configs in per_dp.items():
+            bc, nw = configs[0]
+            assert kernel_resources(name, {"DP": dp, "BC": bc, "PREC": "ieee"}, nw, dtype="float64")["registers"] > 0
+    meta = triton_cp.rank_config(16, 64)
+    num_warps = meta.pop("num_warps")
+    for name in ("cp_fwd_kernel", "cp_bwd_kernel"):
+        assert kernel_resources(name, {**meta, "PREC": "ieee"}, num_warps, dtype="float64")["registers"] > 0
+
+
+def test_prune_keeps_only_the_listed_candidates():
+    import triton
+
+    configs = [triton.Config({"BC": bc}, num_warps=nw) for bc in (16, 32, 64) for nw in (4, 8)]
+    for name, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items():
+        for dp, listed in per_dp.items():
+            kept = triton_cp.prune_edge_configs(name, configs, dp)
+            assert sorted((c.kwargs["BC"], c.num_warps) for c in kept) == sorted(listed)
+
+
+def test_spilling_configuration_is_detected():
+    """The check can fail: the rank kernels' former default (rank chunk 32, 4 warps) spills at L = 6, C = 64."""
+    res = kernel_resources("cp_bwd_kernel", {"BE": 1, "CP": 64, "DP": 64, "BR": 32, "PREC": "ieee"}, 4)
+    assert res["spill_bytes"] > 0, res
