@@ -1,4 +1,4 @@
-"""Registers, spills and shared memory of the fused TDN kernels compiled for sm_90 (H100 / H200), without a GPU:
+"""Registers, spills, shared memory and occupancy of the fused TDN kernels compiled for sm_90 (H100 / H200), no GPU:
 every SH-first candidate (channel chunk, warps) at each padded size, and the rank kernels with the automatic
 launch configuration next to the former fixed one (64 rows, rank chunk 32, 4 warps). Markdown on stdout.
 
@@ -22,7 +22,7 @@ CHUNKS = ((16, 4), (32, 4), (64, 4), (16, 8), (32, 8), (64, 8))
 
 def cell(res: dict) -> str:
     spill = f", **spills {res['spill_bytes']} B**" if res["spill_bytes"] else ""
-    return f"{res['registers']} regs{spill}"
+    return f"{res['registers']} regs{spill}, {res['warps_per_sm']} warps/SM"
 
 
 def sh_first_rows(arch: int) -> list[dict]:

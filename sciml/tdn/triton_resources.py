@@ -5,7 +5,7 @@ kind runs several times slower than it should, so the shipped launch configurati
 
     from sciml.tdn.triton_resources import kernel_resources
     kernel_resources("edge_matrix_fwd_kernel", {"DP": 64, "BC": 16, "PREC": "ieee"}, num_warps=4)
-    # {'registers': 93, 'spill_bytes': 0, 'shared_bytes': 28672}
+    # {'registers': 93, 'spill_bytes': 0, 'shared_bytes': 28672, 'warps_per_sm': 20}
 """
 
 from __future__ import annotations
@@ -59,5 +59,16 @@ def kernel_resources(name: str, constexprs: dict, num_warps: int, dtype: str = "
     spills = re.search(r"(\d+) bytes spill stores", log)
     if registers is None or spills is None:
         raise RuntimeError(f"unexpected ptxas report for {name}:\n{log}")
-    return {"registers": int(registers.group(1)), "spill_bytes": int(spills.group(1)),
-            "shared_bytes": int(compiled.metadata.shared)}
+    res = {"registers": int(registers.group(1)), "spill_bytes": int(spills.group(1)),
+           "shared_bytes": int(compiled.metadata.shared)}
+    res["warps_per_sm"] = num_warps * programs_per_sm(res["registers"], res["shared_bytes"], num_warps)
+    return res
+
+
+def programs_per_sm(registers: int, shared_bytes: int, num_warps: int) -> int:
+    """Resident programs (thread blocks) per Hopper SM: 64K registers allocated per warp in units of 256, 228 KiB
+    shared memory (1 KiB reserved per block), at most 64 warps and 32 blocks."""
+    regs_per_warp = -(-registers * 32 // 256) * 256
+    by_regs = 65536 // (regs_per_warp * num_warps)
+    by_shared = 228 * 1024 // (shared_bytes + 1024)
+    return min(by_regs, by_shared, 32, 64 // num_warps)
