@@ -44,7 +44,8 @@ def _opt(r: dict[str, Any], key: str, fmt: Callable[[float], str] = _g, suffix: 
 
 def tdn(d: dict[str, Any]) -> str:
     """Speed table (ms, medians; x = speed-up) and error/memory table of the tensor-product benchmark.
-    fused = Triton kernels of the rank contraction, fused SH-first = Triton kernels of the SH-first contraction."""
+    fused = Triton kernels of the rank contraction, fused SH-first = Triton kernels of the SH-first contraction
+    ("split": its backward ran as two kernels at that row)."""
     speed, acc = [], []
     for r in d["rows"]:
         if "e3nn_fwdbwd_ms" not in r:
@@ -53,7 +54,7 @@ def tdn(d: dict[str, Any]) -> str:
         shfirst_fwd = _opt(r, "shfirst_fwd_speedup") + " / " + _opt(r, "shfused_fwd_speedup")
         speed.append([
             str(L), str(C), _g(r["e3nn_fwdbwd_ms"]), _ms_x(r, "cp"), _ms_x(r, "shfirst"), _ms_x(r, "fused"),
-            _ms_x(r, "shfused"), f"{ANCHOR_FWDBWD[L]:g}x",
+            _ms_x(r, "shfused") + (" split" if r.get("shfused_backward") == "split" else ""), f"{ANCHOR_FWDBWD[L]:g}x",
             _opt(r, "shfirst_vs_cp_fwdbwd", suffix="x"), _opt(r, "fused_vs_cp_fwdbwd", suffix="x"),
             _opt(r, "shfused_vs_cp_fwdbwd", suffix="x"),
             f"{_g(r['fwd_speedup'])} / {shfirst_fwd}x", f"{PAPER_FWD[L]:g}x",

@@ -4,11 +4,13 @@
 
 CUDA: (1) CPU-vs-CUDA equivalence (torch paths and fused Triton kernels, float64 and float32, forward,
 gradients, double backward) and float32 accuracy of each kernel precision against float64; (2) a
-launch-configuration sweep of the fused kernels at L = 6; (3) the table
+launch-configuration sweep of the fused kernels at L = 6, and the SH-first backward as one kernel vs two; (3) the
+table
 L = 1..6, E = 20000, C = 64 then C = 128: e3nn uvu (per-path weights) vs plain three-matmul CP vs the SH-first
 contraction (torch) vs fused Triton of the rank contraction (ieee fp32; tf32x3 at C = 64; tf32 at C = 64, L = 1 and 6;
 with measured errors) vs the SH-first contraction with its per-edge product fused in Triton (ieee fp32, autotuned
-launch configuration, recorded in info.sh_first_fused_configs), float32, TF32 off for torch, median times and peak
+launch configuration, recorded in info.sh_first_fused_configs; its backward as one kernel or two, whichever step (2)
+timed faster at that L, recorded per row as shfused_backward), float32, TF32 off for torch, median times and peak
 memory.
 Every step and row is guarded: errors are recorded and the run goes on; a global deadline (--deadline s) skips
 what is left. Writes gpu_tdn.json (all results) and gpu_tdn.md (tables) atomically into --out after every step,
@@ -128,6 +130,33 @@ def config_sweep(device: str, lmax: int, channels: int, edges: int) -> list[dict
     return sorted(rows, key=lambda r: r.get("fwdbwd_ms", float("inf")))
 
 
+def sh_backward_modes(device: str, lmaxes: list[int], channels: int, edges: int) -> dict:
+    """fwd+bwd ms of the fused SH-first product with its backward in one kernel ("fused") and in two ("split"),
+    per lmax; "best" maps lmax -> the faster mode (the table below uses it, and says so per row)."""
+    from sciml.bench.tp import time_ms
+    from sciml.tdn import CPTensorProduct
+    from sciml.tdn import triton_cp
+    from sciml.tdn.check import random_inputs
+
+    rows, best = [], {}
+    for lmax in lmaxes:
+        tp = CPTensorProduct(lmax, channels, rank="default", contraction="sh_first_fused").float().to(device)
+        x, _, y, w = (t.to(device).requires_grad_() for t in random_inputs(lmax, channels, edges,
+                                                                           dtype=torch.float32))
+        g = torch.randn_like(x)
+        row = {"lmax": lmax, "channels": channels}
+        for mode in ("fused", "split"):
+            triton_cp.set_sh_first_backward(mode)
+
+            def run():
+                return torch.autograd.grad(tp(x, y, w), (x, y, w), g)
+            row[f"{mode}_fwdbwd_ms"] = time_ms(run, torch.device(device), 10, 0.5)
+        triton_cp.set_sh_first_backward()
+        best[lmax] = min(("fused", "split"), key=lambda m: row[f"{m}_fwdbwd_ms"])
+        rows.append(row)
+    return {"rows": rows, "best": best}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_tdn_out")))
@@ -193,10 +222,17 @@ def main() -> int:
                 contraction="sh_first_fused", dtype=torch.float32)
         guarded(checks, f"double_backward_{dev}_shfused", double_backward_check, dev, True,
                 contraction="sh_first_fused")
+        triton_cp.set_sh_first_backward("split")
+        guarded(checks, f"cpu_vs_{dev}_shfused_split_L3_f64", compare_devices, 3, 16, dev, fused=True,
+                contraction="sh_first_fused")
+        triton_cp.set_sh_first_backward()
         guarded(checks, "float32_accuracy_L6" if cuda else "float32_accuracy_L1", float32_fused_vs_torch, dev,
                 6 if cuda else 1, 64 if cuda else 8, 2000 if cuda else 16)
         guarded(sweep, "config_sweep_L6" if cuda else "config_sweep_L1", config_sweep, dev, 6 if cuda else 1,
                 64 if cuda else 16, edges)
+        modes = guarded(sweep, "sh_first_backward_modes", sh_backward_modes, dev, lmaxes, channels_list[0], edges)
+        info["sh_first_backward"] = (modes or {}).get("best", {})
+    save()
     info["fused_config"] = {f"L{lmax}_C{c}": triton_cp.rank_config((lmax + 1) ** 2, c)
                             for c in channels_list for lmax in lmaxes}
     save()
@@ -208,8 +244,13 @@ def main() -> int:
             precisions = ("ieee", "tf32x3", "tf32") if channels == 64 and lmax in (1, 6) else \
                 ("ieee", "tf32x3") if channels == 64 else ("ieee",)
             reps, budget = (10, 0.4) if lmax <= 4 else (5, 0.3)
+            mode = info.get("sh_first_backward", {}).get(lmax, "fused")
+            triton_cp.set_sh_first_backward(mode)
             entry = guarded([], f"row_L{lmax}_C{channels}", bench_row, lmax, channels, edges, dev, "default", reps,
                             budget, fused_ok, precisions if cuda else ("ieee",))
+            triton_cp.set_sh_first_backward()
+            if isinstance(entry, dict):
+                entry["shfused_backward"] = mode
             rows.append(entry if isinstance(entry, dict) and "lmax" in entry else
                         {"lmax": lmax, "channels": channels, "edges": edges, "error": "failed, see log"})
             if cuda:

@@ -27,12 +27,14 @@ def cell(res: dict) -> str:
 
 def sh_first_rows(arch: int) -> list[dict]:
     rows = []
-    for name, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items():
+    for stage, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items():
+        name, part = triton_cp.EDGE_MATRIX_STAGES[stage]
+        extra = {} if part is None else {"PART": part}
         for dp in sorted(per_dp):
             for bc, nw in CHUNKS:
-                row = {"kernel": name, "DP": dp, "BC": bc, "num_warps": nw, "shipped": (bc, nw) in per_dp[dp]}
+                row = {"stage": stage, "DP": dp, "BC": bc, "num_warps": nw, "shipped": (bc, nw) in per_dp[dp]}
                 for prec in ("ieee", "tf32x3"):
-                    row[prec] = kernel_resources(name, {"DP": dp, "BC": bc, "PREC": prec}, nw, arch=arch)
+                    row[prec] = kernel_resources(name, {"DP": dp, "BC": bc, "PREC": prec, **extra}, nw, arch=arch)
                 rows.append(row)
     return rows
 
@@ -63,9 +65,9 @@ def main() -> None:
     args = ap.parse_args()
     sh, rank = sh_first_rows(args.arch), rank_rows(args.arch)
     print(f"### SH-first kernels, float32, sm_{args.arch} (shipped = autotuner candidate)\n")
-    print("| kernel | DP | BC | warps | shipped | ieee | tf32x3 | shared (ieee) |\n|---|---|---|---|---|---|---|---|")
+    print("| stage | DP | BC | warps | shipped | ieee | tf32x3 | shared (ieee) |\n|---|---|---|---|---|---|---|---|")
     for r in sh:
-        print(f"| {r['kernel']} | {r['DP']} | {r['BC']} | {r['num_warps']} | {'yes' if r['shipped'] else 'no'} | "
+        print(f"| {r['stage']} | {r['DP']} | {r['BC']} | {r['num_warps']} | {'yes' if r['shipped'] else 'no'} | "
               f"{cell(r['ieee'])} | {cell(r['tf32x3'])} | {r['ieee']['shared_bytes'] // 1024} KiB |")
     print(f"\n### Rank kernels, float32 ieee, sm_{args.arch}\n")
     print("| L | C | config | rows | BR | warps | forward | backward |\n|---|---|---|---|---|---|---|---|")

@@ -12,15 +12,20 @@ from sciml.tdn.triton_resources import kernel_resources, ptxas_available
 pytestmark = pytest.mark.skipif(not ptxas_available() or triton_cp.interpreting(),
                                 reason="needs triton's NVIDIA backend (ptxas) and TRITON_INTERPRET unset")
 
-EDGE_CANDIDATES = [(name, dp, bc, nw) for name, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items()
+EDGE_CANDIDATES = [(stage, dp, bc, nw) for stage, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items()
                    for dp, configs in per_dp.items() for bc, nw in configs]
 
 
-@pytest.mark.parametrize("name,dp,bc,nw", EDGE_CANDIDATES)
-def test_sh_first_candidates_compile_without_spills(name, dp, bc, nw):
+def _edge_constexprs(stage: str, dp: int, bc: int, precision: str) -> tuple[str, dict]:
+    name, part = triton_cp.EDGE_MATRIX_STAGES[stage]
+    return name, {"DP": dp, "BC": bc, "PREC": precision, **({} if part is None else {"PART": part})}
+
+
+@pytest.mark.parametrize("stage,dp,bc,nw", EDGE_CANDIDATES)
+def test_sh_first_candidates_compile_without_spills(stage, dp, bc, nw):
     for precision in ("ieee", "tf32x3"):
-        res = kernel_resources(name, {"DP": dp, "BC": bc, "PREC": precision}, nw)
-        assert res["spill_bytes"] == 0, (name, dp, bc, nw, precision, res)
+        res = kernel_resources(*_edge_constexprs(stage, dp, bc, precision), nw)
+        assert res["spill_bytes"] == 0, (stage, dp, bc, nw, precision, res)
         assert 0 < res["registers"] <= 255 and res["shared_bytes"] <= 227 * 1024, res
 
 
@@ -36,10 +41,10 @@ def test_rank_kernels_automatic_config_compiles_without_spills(lmax, channels):
 
 def test_float64_kernels_compile():
     """float64 runs the CPU-vs-CUDA checks: every kernel must compile (spills allowed, it is not the fast path)."""
-    for name, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items():
+    for stage, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items():
         for dp, configs in per_dp.items():
             bc, nw = configs[0]
-            assert kernel_resources(name, {"DP": dp, "BC": bc, "PREC": "ieee"}, nw, dtype="float64")["registers"] > 0
+            assert kernel_resources(*_edge_constexprs(stage, dp, bc, "ieee"), nw, dtype="float64")["registers"] > 0
     meta = triton_cp.rank_config(16, 64)
     num_warps = meta.pop("num_warps")
     for name in ("cp_fwd_kernel", "cp_bwd_kernel"):
@@ -50,9 +55,9 @@ def test_prune_keeps_only_the_listed_candidates():
     import triton
 
     configs = [triton.Config({"BC": bc}, num_warps=nw) for bc in (16, 32, 64) for nw in (4, 8)]
-    for name, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items():
+    for stage, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items():
         for dp, listed in per_dp.items():
-            kept = triton_cp.prune_edge_configs(name, configs, dp)
+            kept = triton_cp.prune_edge_configs(stage, configs, dp)
             assert sorted((c.kwargs["BC"], c.num_warps) for c in kept) == sorted(listed)
 
 

@@ -101,7 +101,8 @@ def cp_bwd_kernel(x_ptr, y_ptr, w_ptr, g_ptr, fx_ptr, fy_ptr, fo_ptr, gx_ptr, gy
 
 @triton.jit
 def _edge_matrix(t_ptr, D, ste, stk, sti, DP: tl.constexpr):
-    """Edge e = program_id(0), component indices kk [DP] with validity, the T tile mask and T[e] (zero-padded)."""
+    """Edge e = program_id(0), component indices kk [DP] with validity, the T tile mask and T[e] (zero-padded; the
+    compiler drops the load where T is not used)."""
     e = tl.program_id(0).to(tl.int64)
     kk = tl.arange(0, DP)
     d_ok = kk < D
@@ -129,9 +130,10 @@ def edge_matrix_fwd_kernel(t_ptr, x_ptr, w_ptr, out_ptr, D, C,
 @triton.jit
 def edge_matrix_bwd_kernel(t_ptr, x_ptr, w_ptr, g_ptr, gt_ptr, gx_ptr, gw_ptr, D, C,
                            ste, stk, sti, sxe, sxd, sxc, swe, swc, sge, sgd, sgc,
-                           DP: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
+                           DP: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr, PART: tl.constexpr):
     """Gradients of edge_matrix_fwd_kernel's output (grad g [E, d, C]), one program per edge, contiguous outputs:
-    u = T^T g (per channel chunk); gx = u * w; gw = sum_i x * u; gT = sum over chunks of (g * w) @ x^T."""
+    u = T^T g (per channel chunk); gx = u * w; gw = sum_i x * u; gT = sum over chunks of (g * w) @ x^T.
+    PART 0 writes all three in one pass; PART 1 only gx and gw, PART 2 only gT (two launches, fewer registers each)."""
     e, kk, d_ok, t_mask, t = _edge_matrix(t_ptr, D, ste, stk, sti, DP)
     gt = tl.zeros((DP, DP), dtype=t.dtype)
     for c0 in range(0, C, BC):
@@ -141,8 +143,11 @@ def edge_matrix_bwd_kernel(t_ptr, x_ptr, w_ptr, g_ptr, gt_ptr, gx_ptr, gw_ptr, D
         xb = tl.load(x_ptr + e * sxe + kk[:, None] * sxd + cc[None, :] * sxc, mask=m, other=0.0)
         gb = tl.load(g_ptr + e * sge + kk[:, None] * sgd + cc[None, :] * sgc, mask=m, other=0.0)
         wb = tl.load(w_ptr + e * swe + cc * swc, mask=c_ok, other=0.0)
-        u = tl.dot(tl.trans(t), gb, input_precision=PREC)
-        tl.store(gw_ptr + e * C + cc, tl.sum(xb * u, axis=0), mask=c_ok)
-        tl.store(gx_ptr + e * (D * C) + kk[:, None] * C + cc[None, :], u * wb[None, :], mask=m)
-        gt += tl.dot(gb * wb[None, :], tl.trans(xb), input_precision=PREC)
-    tl.store(gt_ptr + e * (D * D) + kk[:, None] * D + kk[None, :], gt, mask=t_mask)
+        if PART != 2:
+            u = tl.dot(tl.trans(t), gb, input_precision=PREC)
+            tl.store(gw_ptr + e * C + cc, tl.sum(xb * u, axis=0), mask=c_ok)
+            tl.store(gx_ptr + e * (D * C) + kk[:, None] * C + cc[None, :], u * wb[None, :], mask=m)
+        if PART != 1:
+            gt += tl.dot(gb * wb[None, :], tl.trans(xb), input_precision=PREC)
+    if PART != 1:
+        tl.store(gt_ptr + e * (D * D) + kk[:, None] * D + kk[None, :], gt, mask=t_mask)

@@ -149,41 +149,67 @@ class _FusedCP(_FusedProduct):
 #: maximum padded component count of the SH-first kernels: T[e] is DP x DP in registers (lmax <= 7)
 EDGE_MATRIX_MAX_DIM = 64
 _ALL_CHUNKS = ((16, 4), (32, 4), (64, 4), (16, 8), (32, 8), (64, 8))
-#: candidate (channel chunk BC, warps) launch configurations of the SH-first kernels per padded dimension DP: those
-#: that ptxas for sm_90 compiles without register spills in float32 ("ieee" and "tf32x3"; tested in
+#: candidate (channel chunk BC, warps) launch configurations of the SH-first kernels per stage and padded dimension
+#: DP: those that ptxas for sm_90 compiles without register spills in float32 ("ieee" and "tf32x3"; tested in
 #: tests/test_tdn_triton_compile.py, table in docs/benchmarks.md). On a GPU Triton's autotuner times them on the first
-#: call for each (d, C, precision) and keeps the fastest; the interpreter uses the first.
+#: call for each (d, C, precision) and keeps the fastest; the interpreter uses the first. Stages: the forward; the
+#: backward in one pass ("backward"), or split in two launches ("backward_gx": gx and gw, "backward_gt": gT).
 EDGE_MATRIX_CONFIGS: dict[str, dict[int, tuple[tuple[int, int], ...]]] = {
-    "edge_matrix_fwd_kernel": {16: _ALL_CHUNKS, 32: _ALL_CHUNKS, 64: ((16, 4), (16, 8), (32, 8))},
-    "edge_matrix_bwd_kernel": {16: ((16, 4), (32, 4), (16, 8), (32, 8), (64, 8)), 32: ((16, 4), (16, 8), (32, 8)),
-                               64: ((16, 8), (32, 8))},
+    "forward": {16: _ALL_CHUNKS, 32: _ALL_CHUNKS, 64: ((16, 4), (16, 8), (32, 8))},
+    "backward": {16: ((16, 4), (32, 4), (16, 8), (32, 8), (64, 8)), 32: ((16, 4), (16, 8), (32, 8)),
+                 64: ((16, 8), (32, 8))},
+    "backward_gx": {16: _ALL_CHUNKS, 32: _ALL_CHUNKS, 64: ((16, 4), (16, 8))},
+    "backward_gt": {16: _ALL_CHUNKS, 32: ((16, 4), (32, 4), (16, 8), (32, 8)),
+                    64: ((16, 4), (32, 4), (16, 8), (32, 8), (64, 8))},
 }
+#: stage -> (kernel in _triton_kernels, its PART constexpr or None)
+EDGE_MATRIX_STAGES = {"forward": ("edge_matrix_fwd_kernel", None), "backward": ("edge_matrix_bwd_kernel", 0),
+                      "backward_gx": ("edge_matrix_bwd_kernel", 1), "backward_gt": ("edge_matrix_bwd_kernel", 2)}
+#: how the SH-first backward runs: "fused" (one pass: reads g and x once, 8 resident warps per SM at L = 5-6) or
+#: "split" (two launches: reads g and x twice, 12-16 warps per SM); see ``set_sh_first_backward``
+SH_FIRST_BACKWARD = {"mode": "fused"}
 _TUNED: dict = {}
 
 
-def prune_edge_configs(name: str, configs: list, dp: int) -> list:
-    """The autotuner's candidates (triton.Config) that are listed for kernel ``name`` at padded dimension ``dp``."""
-    allowed = set(EDGE_MATRIX_CONFIGS[name][dp])
+def set_sh_first_backward(mode: str = "fused") -> None:
+    """Run the SH-first backward as one fused kernel ("fused", default) or as two kernels ("split")."""
+    if mode not in ("fused", "split"):
+        raise ValueError(f"SH-first backward mode must be 'fused' or 'split', got {mode!r}")
+    SH_FIRST_BACKWARD["mode"] = mode
+
+
+def prune_edge_configs(stage: str, configs: list, dp: int) -> list:
+    """The autotuner's candidates (triton.Config) that are listed for ``stage`` at padded dimension ``dp``."""
+    allowed = set(EDGE_MATRIX_CONFIGS[stage][dp])
     return [cfg for cfg in configs if (cfg.kwargs["BC"], cfg.num_warps) in allowed]
 
 
-def _edge_kernel(name: str, dp: int):
-    """The named SH-first kernel and its launch options: autotuned over EDGE_MATRIX_CONFIGS on a GPU, the plain kernel
-    with the first candidate when interpreting."""
+def _stage_of(name: str, part: int | None) -> str:
+    return next(stage for stage, (n, p) in EDGE_MATRIX_STAGES.items() if (n, p) == (name, part))
+
+
+def _edge_kernel(stage: str, dp: int):
+    """The kernel of an SH-first stage and its launch options: autotuned over EDGE_MATRIX_CONFIGS on a GPU, the plain
+    kernel with the first candidate when interpreting."""
     import triton
 
     from sciml.tdn import _triton_kernels
 
+    name, part = EDGE_MATRIX_STAGES[stage]
+    meta = {} if part is None else {"PART": part}
     kernel = getattr(_triton_kernels, name)
     if interpreting():
-        bc, nw = EDGE_MATRIX_CONFIGS[name][dp][0]
-        return kernel, {"BC": bc, "num_warps": nw}
+        bc, nw = EDGE_MATRIX_CONFIGS[stage][dp][0]
+        return kernel, {**meta, "BC": bc, "num_warps": nw}
     if name not in _TUNED:
-        union = sorted({cfg for per_dp in EDGE_MATRIX_CONFIGS[name].values() for cfg in per_dp})
+        union = sorted({cfg for st, (n, _) in EDGE_MATRIX_STAGES.items() if n == name
+                        for per_dp in EDGE_MATRIX_CONFIGS[st].values() for cfg in per_dp})
         configs = [triton.Config({"BC": bc}, num_warps=nw) for bc, nw in union]
-        prune = {"early_config_prune": lambda cfgs, nargs, **kw: prune_edge_configs(name, cfgs, kw["DP"])}
-        _TUNED[name] = triton.autotune(configs=configs, key=["D", "C", "PREC"], prune_configs_by=prune)(kernel)
-    return _TUNED[name], {}
+        prune = {"early_config_prune": lambda cfgs, nargs, **kw: prune_edge_configs(
+            _stage_of(name, kw.get("PART")), cfgs, kw["DP"])}
+        key = ["D", "C", "PREC"] + ([] if part is None else ["PART"])
+        _TUNED[name] = triton.autotune(configs=configs, key=key, prune_configs_by=prune)(kernel)
+    return _TUNED[name], meta
 
 
 def tuned_configs() -> dict[str, dict[str, str]]:
@@ -198,7 +224,7 @@ def edge_matrix_forward(t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, preci
     if e == 0:  # no empty grids on the GPU
         return out
     dp = _next_pow2(d, 16)
-    kernel, meta = _edge_kernel("edge_matrix_fwd_kernel", dp)
+    kernel, meta = _edge_kernel("forward", dp)
     kernel[(e,)](t, x, w, out, d, c, *t.stride(), *x.stride(), *w.stride(), *out.stride(),
                  DP=dp, PREC=_precision(x.dtype, precision), **meta)
     return out
@@ -214,9 +240,11 @@ def edge_matrix_backward(t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, grad
     if e == 0:
         return gt, gx, gw
     dp = _next_pow2(d, 16)
-    kernel, meta = _edge_kernel("edge_matrix_bwd_kernel", dp)
-    kernel[(e,)](t, x, w, grad, gt, gx, gw, d, c, *t.stride(), *x.stride(), *w.stride(), *grad.stride(),
-                 DP=dp, PREC=_precision(x.dtype, precision), **meta)
+    stages = ("backward",) if SH_FIRST_BACKWARD["mode"] == "fused" else ("backward_gx", "backward_gt")
+    for stage in stages:
+        kernel, meta = _edge_kernel(stage, dp)
+        kernel[(e,)](t, x, w, grad, gt, gx, gw, d, c, *t.stride(), *x.stride(), *w.stride(), *grad.stride(),
+                     DP=dp, PREC=_precision(x.dtype, precision), **meta)
     return gt, gx, gw
 
 
