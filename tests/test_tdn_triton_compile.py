@@ -51,14 +51,15 @@ def test_float64_kernels_compile():
         assert kernel_resources(name, {**meta, "PREC": "ieee"}, num_warps, dtype="float64")["registers"] > 0
 
 
-def test_prune_keeps_only_the_listed_candidates():
-    import triton
-
-    configs = [triton.Config({"BC": bc}, num_warps=nw) for bc in (16, 32, 64) for nw in (4, 8)]
+def test_autotuners_hold_exactly_the_listed_candidates():
+    """One autotuner per SH-first stage and padded size, over that entry of EDGE_MATRIX_CONFIGS (built, not run)."""
     for stage, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items():
         for dp, listed in per_dp.items():
-            kept = triton_cp.prune_edge_configs(stage, configs, dp)
-            assert sorted((c.kwargs["BC"], c.num_warps) for c in kept) == sorted(listed)
+            tuner, meta = triton_cp._edge_kernel(stage, dp)
+            assert [(c.kwargs["BC"], c.num_warps) for c in tuner.configs] == list(listed)
+            assert tuner.keys == ["D", "C", "PREC"] and set(tuner.keys) <= set(tuner.arg_names)
+            assert meta == ({} if triton_cp.EDGE_MATRIX_STAGES[stage][1] is None
+                            else {"PART": triton_cp.EDGE_MATRIX_STAGES[stage][1]})
 
 
 def test_spilling_configuration_is_detected():

@@ -178,19 +178,10 @@ def set_sh_first_backward(mode: str = "fused") -> None:
     SH_FIRST_BACKWARD["mode"] = mode
 
 
-def prune_edge_configs(stage: str, configs: list, dp: int) -> list:
-    """The autotuner's candidates (triton.Config) that are listed for ``stage`` at padded dimension ``dp``."""
-    allowed = set(EDGE_MATRIX_CONFIGS[stage][dp])
-    return [cfg for cfg in configs if (cfg.kwargs["BC"], cfg.num_warps) in allowed]
-
-
-def _stage_of(name: str, part: int | None) -> str:
-    return next(stage for stage, (n, p) in EDGE_MATRIX_STAGES.items() if (n, p) == (name, part))
-
-
 def _edge_kernel(stage: str, dp: int):
-    """The kernel of an SH-first stage and its launch options: autotuned over EDGE_MATRIX_CONFIGS on a GPU, the plain
-    kernel with the first candidate when interpreting."""
+    """The kernel of an SH-first stage and its launch options at padded size ``dp``: on a GPU autotuned over that
+    stage's candidates for dp (one autotuner per stage and size, keyed on d, C and precision); when interpreting,
+    the plain kernel with the first candidate."""
     import triton
 
     from sciml.tdn import _triton_kernels
@@ -198,23 +189,20 @@ def _edge_kernel(stage: str, dp: int):
     name, part = EDGE_MATRIX_STAGES[stage]
     meta = {} if part is None else {"PART": part}
     kernel = getattr(_triton_kernels, name)
+    candidates = EDGE_MATRIX_CONFIGS[stage][dp]
     if interpreting():
-        bc, nw = EDGE_MATRIX_CONFIGS[stage][dp][0]
+        bc, nw = candidates[0]
         return kernel, {**meta, "BC": bc, "num_warps": nw}
-    if name not in _TUNED:
-        union = sorted({cfg for st, (n, _) in EDGE_MATRIX_STAGES.items() if n == name
-                        for per_dp in EDGE_MATRIX_CONFIGS[st].values() for cfg in per_dp})
-        configs = [triton.Config({"BC": bc}, num_warps=nw) for bc, nw in union]
-        prune = {"early_config_prune": lambda cfgs, nargs, **kw: prune_edge_configs(
-            _stage_of(name, kw.get("PART")), cfgs, kw["DP"])}
-        key = ["D", "C", "PREC"] + ([] if part is None else ["PART"])
-        _TUNED[name] = triton.autotune(configs=configs, key=key, prune_configs_by=prune)(kernel)
-    return _TUNED[name], meta
+    if (stage, dp) not in _TUNED:
+        configs = [triton.Config({"BC": bc}, num_warps=nw) for bc, nw in candidates]
+        _TUNED[stage, dp] = triton.autotune(configs=configs, key=["D", "C", "PREC"])(kernel)
+    return _TUNED[stage, dp], meta
 
 
 def tuned_configs() -> dict[str, dict[str, str]]:
-    """The launch configuration the autotuner chose for each SH-first kernel and key (for benchmark reports)."""
-    return {name: {str(key): str(cfg) for key, cfg in tuner.cache.items()} for name, tuner in _TUNED.items()}
+    """The launch configuration the autotuner chose for each SH-first stage, padded size and key (for reports)."""
+    return {f"{stage}_DP{dp}": {str(key): str(cfg) for key, cfg in tuner.cache.items()}
+            for (stage, dp), tuner in _TUNED.items()}
 
 
 def edge_matrix_forward(t: torch.Tensor, x: torch.Tensor, w: torch.Tensor, precision: str = "ieee") -> torch.Tensor:
