@@ -7,7 +7,7 @@ import torch
 
 from sciml.tdn import CPTensorProduct, E3nnTensorProduct, ExactTensorProduct, cg_tensor, paths
 from sciml.tdn.check import equivariance_error, random_inputs, relative_difference
-from sciml.tdn.factors import DEGENERACY_LIMIT, EXACT_RANKS
+from sciml.tdn.factors import DEGENERACY_LIMIT, EXACT_RANKS, resolve_rank
 
 EXACT_CASES = [(1, "so3"), (2, "so3"), (3, "so3"), (1, "o3"), (2, "o3"), (4, "o3"), (5, "o3")]
 
@@ -51,6 +51,22 @@ def test_shipped_exact_factors_are_exact_and_non_degenerate(parity):
         err = relative_error(cg_tensor(lmax, parity).numpy(), f.x, f.y, f.out)
         assert err < 1e-13 and np.isclose(err, f.rel_error, rtol=0.5, atol=1e-14)
         assert f.max_term_ratio <= DEGENERACY_LIMIT
+
+
+@pytest.mark.parametrize("parity", ["so3", "o3"])
+def test_default_and_exact_ranks_are_shipped_for_lmax_1_to_6(parity, monkeypatch, tmp_path):
+    """rank="default" and "exact" never fit at L <= 6: a fresh user (empty cache) gets shipped, non-degenerate files."""
+    from sciml.tdn.cache import load_or_fit
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted instead of loading a shipped file")
+
+    monkeypatch.setattr("sciml.tdn.fit.fit_factors", no_fit)
+    monkeypatch.setenv("SCIML_CACHE_DIR", str(tmp_path))
+    for lmax in range(1, 7):
+        for kind in ("default", "exact"):
+            f = load_or_fit(lmax, parity, resolve_rank(lmax, parity, kind))
+            assert f.max_term_ratio <= DEGENERACY_LIMIT and f.rel_error < (1e-13 if kind == "exact" else 0.06)
 
 
 def test_so3_product_is_not_mirror_equivariant():
