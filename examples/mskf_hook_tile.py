@@ -2,36 +2,21 @@
 
     python examples/mskf_hook_tile.py
 
-The tile is cut from the bundled WRF crop; `data_tools.wrf` derives the state WRF's cumulus driver passes to MSKF.
+The tile is the bundled WRF crop; `wrf_tile_state` builds the state WRF's cumulus driver passes to MSKF.
 """
 
 from pathlib import Path
 
-import numpy as np
-
 from data_tools.wrf import open_wrf
 from sciml.coupling import MSKFSurrogate
+from sciml.coupling.state import wrf_tile_state
 
 HERE = Path(__file__).resolve().parent
 DT = 45.0  # s, the model time step of the run the crop comes from
 
 frame = open_wrf(HERE / "data" / "wrf_mskf_crop.nc").isel(Time=0).load()
 surrogate = MSKFSurrogate.from_checkpoint(HERE / "pretrained" / "mskf-mlp.pt")
-
-
-def wrf_memory(name: str) -> np.ndarray:
-    """wrfout (k, j, i) or (j, i) -> WRF memory order (i, k, j) or (i, j), Fortran-ordered float32 (no copy needed
-    inside WRF, where the arrays already have this layout)."""
-    a = np.asarray(frame[name].values, dtype=np.float32)
-    return np.asfortranarray(a.transpose(2, 0, 1) if a.ndim == 3 else a.T)
-
-
-state = {name: wrf_memory(src) for name, src in [("u", "u"), ("v", "v"), ("t", "t"), ("qv", "qv"), ("p", "p"),
-                                                 ("th", "th"), ("dz8w", "dz8w"), ("rho", "rho"), ("pi", "pi"),
-                                                 ("w0avg", "W0AVG"), ("w", "W"), ("hfx", "HFX"), ("ust", "UST"),
-                                                 ("pblh", "PBLH")]}
-state["nca"] = np.zeros_like(state["hfx"])  # no column is inside a held deep-convection period
-
+state = wrf_tile_state(frame)  # the whole crop as one tile; NCA, PRATEC and held tendencies from the file
 out = surrogate.step(state, dt=DT)
 ni, nk, nj = state["t"].shape
 print(f"tile: ni={ni}, nk={nk}, nj={nj} ({ni * nj} columns)")

@@ -12,6 +12,7 @@ from data_tools.wrf import open_wrf
 from models.mskf_bilstm import TENDENCIES, MSKFBiLSTM, apply_constraints, build_model
 from sciml.coupling import MSKFSurrogate
 from sciml.coupling.export import export_torchscript
+from sciml.coupling.state import wrf_tile_state
 from sciml.coupling.tile import TILE_PROFILES, MSKFTile
 from sciml.errors import DataError
 from sciml.mskf.data import source_name
@@ -50,12 +51,9 @@ def model(frame, request):
 
 def tile_state(frame, i0, ni, j0, nj, nca=None):
     """Hook state for the tile i0:i0+ni, j0:j0+nj in WRF memory order, as Fortran-ordered arrays."""
-    i, j = slice(i0, i0 + ni), slice(j0, j0 + nj)
-    state = {n: np.asfortranarray(frame[source_name(n)][:, j, i].transpose(2, 0, 1)) for n in TILE_PROFILES}
-    state["w"] = np.asfortranarray(frame["W"][:, j, i].transpose(2, 0, 1))
-    state.update({n.lower(): np.asfortranarray(frame[n][j, i].T) for n in ("HFX", "UST", "PBLH", "PRATEC")})
-    state.update({n.lower(): np.asfortranarray(frame[n][:, j, i].transpose(2, 0, 1)) for n in TENDENCIES})
-    state["nca"] = np.asfortranarray(frame["NCA"][j, i].T) if nca is None else nca
+    state = wrf_tile_state(frame, slice(i0, i0 + ni), slice(j0, j0 + nj))
+    if nca is not None:
+        state["nca"] = nca
     return state
 
 
