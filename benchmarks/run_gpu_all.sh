@@ -22,7 +22,7 @@ part() {  # part NAME SECONDS COMMAND...
     timeout "$limit" "$@" >>"$LOG" 2>&1
     echo "=== $name rc=$? end $(date +%T)" >>"$LOG"
 }
-part tdn 300 python3 benchmarks/gpu_tdn.py --out "$OUT" --deadline 260
+part tdn 330 python3 benchmarks/gpu_tdn.py --out "$OUT" --deadline 290
 part potential 100 python3 benchmarks/gpu_potential.py --out "$OUT"
 part mskf 70 python3 benchmarks/gpu_mskf.py --out "$OUT"
 part training 50 python3 benchmarks/gpu_training.py --out "$OUT"
