@@ -51,8 +51,8 @@ def set_config(rows: int = 64, block_rank: int | None = None, num_warps: int | N
 def rank_config(d: int, c: int) -> dict[str, int]:
     """Launch parameters of the rank kernels for d components and c channels: edges per program BE, padded channels
     CP, padded components DP, rank chunk BR and num_warps. Automatic choice (ptxas for sm_90 reports no register
-    spills with it up to L = 6, C <= 128; see ``triton_resources``): BR = 32 for DP <= 16, else 16; 4 warps for
-    <= 64 rows per program, else 8."""
+    spills with it up to L = 6 at C <= 64, and 12 B in the backward at L = 5-6, C = 128; see ``triton_resources``):
+    BR = 32 for DP <= 16, else 16; 4 warps for <= 64 rows per program, else 8."""
     cp = _next_pow2(c)
     be = max(1, CONFIG["rows"] // cp, 16 // cp)  # tl.dot needs >= 16 rows
     dp = _next_pow2(d, 16)
