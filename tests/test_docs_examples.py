@@ -1,5 +1,6 @@
-"""Every Python example in README.md and docs/*.md, and every script in examples/, runs as written from a clean
-directory (shipped data only). A block preceded by ``<!-- docs-example: not run (REASON) -->`` is skipped."""
+"""Every Python example in README.md and docs/*.md, and the example scripts relax_molecule.py and mskf_hook_tile.py,
+run as written from a clean directory (shipped data only). A block preceded by
+``<!-- docs-example: not run (REASON) -->`` is skipped."""
 
 from __future__ import annotations
 
