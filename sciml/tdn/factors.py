@@ -22,15 +22,14 @@ DEGENERACY_LIMIT = 3.0
 #: version of the fitting procedure; part of every cache key, bump when the algorithm changes
 FIT_VERSION = "als1"
 
-#: smallest rank at which our deterministic ALS reaches EXACT_TOL with non-degenerate factors, polished to ~1e-14
-#: (``benchmarks/tdn_rank_search.py``; upper bounds on the true CP rank; so3 L=5: 455 succeeded (16061 sweeps),
-#: 447 and 440 failed (one seed each); so3 L=6: 850 succeeded, 800 failed (one seed); o3 L=4: 126 needed 80000 sweeps
-#: to polish, 125 reached 8e-8 in a 20000-sweep run but was not polished; o3 L=5: 487 is a loose bound, ALS
-#: stalls at 1e-6..1e-5 at 300, 320 and 450; o3 L=6: 960 succeeded in one attempt, nothing lower tried;
-#: see docs/tdn.md)
+#: smallest rank at which our deterministic ALS reaches EXACT_TOL with non-degenerate factors, polished to <= 7e-14
+#: (``benchmarks/tdn_rank_search.py``; upper bounds on the true CP rank; so3 L=5: 451 succeeded (20000 sweeps),
+#: 447 and 440 failed (one seed each); so3 L=6: 850 succeeded, 800 failed (one seed); o3 L=4: 124 succeeded (20000
+#: sweeps, polished in 84786), 123 failed (one seed); o3 L=5: 455 succeeded (20000 sweeps), nothing lower tried for
+#: that long; o3 L=6: 850 succeeded (6000 sweeps, polished in 1500), 800 failed (one seed); see docs/tdn.md)
 EXACT_RANKS: dict[str, dict[int, int]] = {
-    "so3": {0: 1, 1: 8, 2: 31, 3: 93, 4: 222, 5: 455, 6: 850},
-    "o3": {0: 1, 1: 6, 2: 20, 3: 55, 4: 126, 5: 487, 6: 960},
+    "so3": {0: 1, 1: 8, 2: 31, 3: 93, 4: 222, 5: 451, 6: 850},
+    "o3": {0: 1, 1: 6, 2: 20, 3: 55, 4: 124, 5: 455, 6: 850},
 }
 
 
