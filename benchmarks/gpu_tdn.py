@@ -21,6 +21,7 @@ Imports nothing outside torch, e3nn, triton, numpy/scipy and sciml.tdn (no ase/n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -130,12 +131,23 @@ def config_sweep(device: str, lmax: int, channels: int, edges: int) -> list[dict
     return sorted(rows, key=lambda r: r.get("fwdbwd_ms", float("inf")))
 
 
+@contextlib.contextmanager
+def sh_first_backward(mode: str):
+    """Run the enclosed block with the SH-first backward in ``mode`` ("fused" / "split"), then restore the default."""
+    from sciml.tdn import triton_cp
+
+    triton_cp.set_sh_first_backward(mode)
+    try:
+        yield
+    finally:
+        triton_cp.set_sh_first_backward()
+
+
 def sh_backward_modes(device: str, lmaxes: list[int], channels: int, edges: int) -> dict:
     """fwd+bwd ms of the fused SH-first product with its backward in one kernel ("fused") and in two ("split"),
     per lmax; "best" maps lmax -> the faster mode (the table below uses it, and says so per row)."""
     from sciml.bench.tp import time_ms
     from sciml.tdn import CPTensorProduct
-    from sciml.tdn import triton_cp
     from sciml.tdn.check import random_inputs
 
     rows, best = [], {}
@@ -145,13 +157,11 @@ def sh_backward_modes(device: str, lmaxes: list[int], channels: int, edges: int)
                                                                            dtype=torch.float32))
         g = torch.randn_like(x)
         row = {"lmax": lmax, "channels": channels}
+        def run():
+            return torch.autograd.grad(tp(x, y, w), (x, y, w), g)
         for mode in ("fused", "split"):
-            triton_cp.set_sh_first_backward(mode)
-
-            def run():
-                return torch.autograd.grad(tp(x, y, w), (x, y, w), g)
-            row[f"{mode}_fwdbwd_ms"] = time_ms(run, torch.device(device), 10, 0.5)
-        triton_cp.set_sh_first_backward()
+            with sh_first_backward(mode):
+                row[f"{mode}_fwdbwd_ms"] = time_ms(run, torch.device(device), 10, 0.5)
         best[lmax] = min(("fused", "split"), key=lambda m: row[f"{m}_fwdbwd_ms"])
         rows.append(row)
     return {"rows": rows, "best": best}
@@ -222,10 +232,9 @@ def main() -> int:
                 contraction="sh_first_fused", dtype=torch.float32)
         guarded(checks, f"double_backward_{dev}_shfused", double_backward_check, dev, True,
                 contraction="sh_first_fused")
-        triton_cp.set_sh_first_backward("split")
-        guarded(checks, f"cpu_vs_{dev}_shfused_split_L3_f64", compare_devices, 3, 16, dev, fused=True,
-                contraction="sh_first_fused")
-        triton_cp.set_sh_first_backward()
+        with sh_first_backward("split"):
+            guarded(checks, f"cpu_vs_{dev}_shfused_split_L3_f64", compare_devices, 3, 16, dev, fused=True,
+                    contraction="sh_first_fused")
         guarded(checks, "float32_accuracy_L6" if cuda else "float32_accuracy_L1", float32_fused_vs_torch, dev,
                 6 if cuda else 1, 64 if cuda else 8, 2000 if cuda else 16)
         guarded(sweep, "config_sweep_L6" if cuda else "config_sweep_L1", config_sweep, dev, 6 if cuda else 1,
@@ -245,10 +254,9 @@ def main() -> int:
                 ("ieee", "tf32x3") if channels == 64 else ("ieee",)
             reps, budget = (10, 0.4) if lmax <= 4 else (5, 0.3)
             mode = info.get("sh_first_backward", {}).get(lmax, "fused")
-            triton_cp.set_sh_first_backward(mode)
-            entry = guarded([], f"row_L{lmax}_C{channels}", bench_row, lmax, channels, edges, dev, "default", reps,
-                            budget, fused_ok, precisions if cuda else ("ieee",))
-            triton_cp.set_sh_first_backward()
+            with sh_first_backward(mode):
+                entry = guarded([], f"row_L{lmax}_C{channels}", bench_row, lmax, channels, edges, dev, "default",
+                                reps, budget, fused_ok, precisions if cuda else ("ieee",))
             if isinstance(entry, dict):
                 entry["shfused_backward"] = mode
             rows.append(entry if isinstance(entry, dict) and "lmax" in entry else

@@ -15,7 +15,7 @@ from pathlib import Path
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton's launch default; silences its 3.9 notice
 
 from sciml.tdn import triton_cp  # noqa: E402
-from sciml.tdn.triton_resources import kernel_resources  # noqa: E402
+from sciml.tdn.triton_resources import rank_resources, stage_resources  # noqa: E402
 
 CHUNKS = ((16, 4), (32, 4), (64, 4), (16, 8), (32, 8), (64, 8))
 
@@ -28,13 +28,11 @@ def cell(res: dict) -> str:
 def sh_first_rows(arch: int) -> list[dict]:
     rows = []
     for stage, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items():
-        name, part = triton_cp.EDGE_MATRIX_STAGES[stage]
-        extra = {} if part is None else {"PART": part}
         for dp in sorted(per_dp):
             for bc, nw in CHUNKS:
                 row = {"stage": stage, "DP": dp, "BC": bc, "num_warps": nw, "shipped": (bc, nw) in per_dp[dp]}
                 for prec in ("ieee", "tf32x3"):
-                    row[prec] = kernel_resources(name, {"DP": dp, "BC": bc, "PREC": prec, **extra}, nw, arch=arch)
+                    row[prec] = stage_resources(stage, dp, bc, nw, prec, arch=arch)
                 rows.append(row)
     return rows
 
@@ -44,17 +42,13 @@ def rank_rows(arch: int) -> list[dict]:
     for channels in (64, 128):
         for lmax in range(1, 7):
             d = (lmax + 1) ** 2
-            auto = triton_cp.rank_config(d, channels)
-            triton_cp.set_config(64, 32, 4)
-            old = triton_cp.rank_config(d, channels)
-            triton_cp.set_config()
-            for label, meta in (("former", old), ("automatic", auto)):
-                meta = dict(meta)
-                nw = meta.pop("num_warps")
-                row = {"lmax": lmax, "channels": channels, "config": label, **meta, "num_warps": nw}
+            for label, config in (("former", (64, 32, 4)), ("automatic", ())):
+                triton_cp.set_config(*config)
+                row = {"lmax": lmax, "channels": channels, "config": label, **triton_cp.rank_config(d, channels)}
                 for name in ("cp_fwd_kernel", "cp_bwd_kernel"):
-                    row[name] = kernel_resources(name, {**meta, "PREC": "ieee"}, nw, arch=arch)
+                    row[name] = rank_resources(name, d, channels, arch=arch)
                 rows.append(row)
+            triton_cp.set_config()
     return rows
 
 

@@ -22,7 +22,6 @@ from sciml.coupling import MSKFSurrogate
 from sciml.coupling.export import export_torchscript
 from sciml.coupling.hook import HELD
 from sciml.coupling.state import wrf_tile_state
-from sciml.coupling.tile import TILE_PROFILES, TILE_SURFACE
 from sciml.mskf.checkpoint import load_mskf_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,22 +58,23 @@ def test_libtorch_cpp_runs_the_exported_module_like_python(state, tmp_path):
     _run(["g++", "-std=c++20", "-O1", "-w", SRC / "mskf_libtorch.cpp", f"-I{torch_dir / 'include'}",
           f"-I{torch_dir / 'include/torch/csrc/api/include'}", f"-L{torch_dir / 'lib'}",
           f"-Wl,-rpath,{torch_dir / 'lib'}", "-ltorch", "-ltorch_cpu", "-lc10", "-o", exe])
+    model = load_mskf_model(CHECKPOINT)
     model_file = tmp_path / "mskf.pt"
-    export_torchscript(load_mskf_model(CHECKPOINT), model_file)
+    export_torchscript(model, model_file)
     ni, nk, nj = state["t"].shape
-    tst = 2.0
-    inputs = {"profiles": np.stack([state[n] for n in TILE_PROFILES], axis=-1), "w": state["w"],
-              "surface": np.stack([state[n] for n in TILE_SURFACE], axis=-1),
-              "held": np.stack([state[n] for n in HELD], axis=-1), "params": np.array([DT, tst])}
-    for name, array in inputs.items():
-        _write(tmp_path, name, array)
+    inputs = MSKFSurrogate(model).inputs(state, dt=DT)  # what the hook passes to the tile module
+    for name, tensor in zip(("profiles", "w", "surface", "held", "params"), inputs):
+        _write(tmp_path, name, tensor.numpy())
     assert "ok: 9 x 40 x 7 tile" in _run([exe, model_file, tmp_path, ni, nk, nj])
     got = [_read(tmp_path, "tendencies", (ni, nk, nj, 6)), _read(tmp_path, "column", (ni, nj, 4)),
            _read(tmp_path, "w0avg", (ni, nk, nj))]
-    torch.set_num_threads(1)
-    with torch.no_grad():
-        ref = torch.jit.load(str(model_file))(*(torch.from_numpy(np.asfortranarray(a, dtype=np.float32))
-                                                for a in inputs.values()))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the C++ driver
+    try:
+        with torch.no_grad():
+            ref = torch.jit.load(str(model_file))(*inputs)
+    finally:
+        torch.set_num_threads(threads)
     for g, r in zip(got, ref):
         np.testing.assert_array_equal(g, r.numpy())  # same libtorch, one thread: bit for bit
     assert np.count_nonzero(got[0]) > 0 and np.array_equal(got[1][..., 3] > 0.5, ref[1][..., 3].numpy() > 0.5)

@@ -3,11 +3,10 @@ registers. A static check: Triton's ahead-of-time compiler and its bundled ptxas
 
 from __future__ import annotations
 
-
 import pytest
 
 from sciml.tdn import triton_cp
-from sciml.tdn.triton_resources import kernel_resources, ptxas_available
+from sciml.tdn.triton_resources import kernel_resources, ptxas_available, rank_resources, stage_resources
 
 pytestmark = pytest.mark.skipif(not ptxas_available() or triton_cp.interpreting(),
                                 reason="needs triton's NVIDIA backend (ptxas) and TRITON_INTERPRET unset")
@@ -16,15 +15,10 @@ EDGE_CANDIDATES = [(stage, dp, bc, nw) for stage, per_dp in triton_cp.EDGE_MATRI
                    for dp, configs in per_dp.items() for bc, nw in configs]
 
 
-def _edge_constexprs(stage: str, dp: int, bc: int, precision: str) -> tuple[str, dict]:
-    name, part = triton_cp.EDGE_MATRIX_STAGES[stage]
-    return name, {"DP": dp, "BC": bc, "PREC": precision, **({} if part is None else {"PART": part})}
-
-
 @pytest.mark.parametrize("stage,dp,bc,nw", EDGE_CANDIDATES)
 def test_sh_first_candidates_compile_without_spills(stage, dp, bc, nw):
     for precision in ("ieee", "tf32x3"):
-        res = kernel_resources(*_edge_constexprs(stage, dp, bc, precision), nw)
+        res = stage_resources(stage, dp, bc, nw, precision)
         assert res["spill_bytes"] == 0, (stage, dp, bc, nw, precision, res)
         assert 0 < res["registers"] <= 255 and res["shared_bytes"] <= 227 * 1024, res
 
@@ -32,11 +26,9 @@ def test_sh_first_candidates_compile_without_spills(stage, dp, bc, nw):
 @pytest.mark.parametrize("lmax", range(1, 7))
 @pytest.mark.parametrize("channels", [16, 64])
 def test_rank_kernels_automatic_config_compiles_without_spills(lmax, channels):
-    meta = triton_cp.rank_config((lmax + 1) ** 2, channels)
-    num_warps = meta.pop("num_warps")
     for name in ("cp_fwd_kernel", "cp_bwd_kernel"):
-        res = kernel_resources(name, {**meta, "PREC": "ieee"}, num_warps)
-        assert res["spill_bytes"] == 0, (name, lmax, channels, meta, res)
+        res = rank_resources(name, (lmax + 1) ** 2, channels)
+        assert res["spill_bytes"] == 0, (name, lmax, channels, triton_cp.rank_config((lmax + 1) ** 2, channels), res)
 
 
 def test_float64_kernels_compile():
@@ -44,11 +36,9 @@ def test_float64_kernels_compile():
     for stage, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items():
         for dp, configs in per_dp.items():
             bc, nw = configs[0]
-            assert kernel_resources(*_edge_constexprs(stage, dp, bc, "ieee"), nw, dtype="float64")["registers"] > 0
-    meta = triton_cp.rank_config(16, 64)
-    num_warps = meta.pop("num_warps")
+            assert stage_resources(stage, dp, bc, nw, dtype="float64")["registers"] > 0
     for name in ("cp_fwd_kernel", "cp_bwd_kernel"):
-        assert kernel_resources(name, {**meta, "PREC": "ieee"}, num_warps, dtype="float64")["registers"] > 0
+        assert rank_resources(name, 16, 64, dtype="float64")["registers"] > 0
 
 
 def test_autotuners_hold_exactly_the_listed_candidates():
@@ -58,8 +48,8 @@ def test_autotuners_hold_exactly_the_listed_candidates():
             tuner, meta = triton_cp._edge_kernel(stage, dp)
             assert [(c.kwargs["BC"], c.num_warps) for c in tuner.configs] == list(listed)
             assert tuner.keys == ["D", "C", "PREC"] and set(tuner.keys) <= set(tuner.arg_names)
-            assert meta == ({} if triton_cp.EDGE_MATRIX_STAGES[stage][1] is None
-                            else {"PART": triton_cp.EDGE_MATRIX_STAGES[stage][1]})
+            part = triton_cp.EDGE_MATRIX_STAGES[stage][1]
+            assert meta == ({} if part is None else {"PART": part})
 
 
 def test_spilling_configuration_is_detected():

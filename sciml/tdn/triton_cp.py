@@ -178,6 +178,12 @@ def set_sh_first_backward(mode: str = "fused") -> None:
     SH_FIRST_BACKWARD["mode"] = mode
 
 
+def stage_kernel(stage: str) -> tuple[str, dict[str, int]]:
+    """Name of the kernel (in ``_triton_kernels``) that runs an SH-first stage, and the constexprs that select it."""
+    name, part = EDGE_MATRIX_STAGES[stage]
+    return name, ({} if part is None else {"PART": part})
+
+
 def _edge_kernel(stage: str, dp: int):
     """The kernel of an SH-first stage and its launch options at padded size ``dp``: on a GPU autotuned over that
     stage's candidates for dp (one autotuner per stage and size, keyed on d, C and precision); when interpreting,
@@ -186,8 +192,7 @@ def _edge_kernel(stage: str, dp: int):
 
     from sciml.tdn import _triton_kernels
 
-    name, part = EDGE_MATRIX_STAGES[stage]
-    meta = {} if part is None else {"PART": part}
+    name, meta = stage_kernel(stage)
     kernel = getattr(_triton_kernels, name)
     candidates = EDGE_MATRIX_CONFIGS[stage][dp]
     if interpreting():

@@ -65,6 +65,27 @@ def kernel_resources(name: str, constexprs: dict, num_warps: int, dtype: str = "
     return res
 
 
+def stage_resources(stage: str, dp: int, bc: int, num_warps: int, precision: str = "ieee", dtype: str = "float32",
+                    arch: int = 90) -> dict[str, int]:
+    """:func:`kernel_resources` of SH-first stage ``stage`` (see ``triton_cp.EDGE_MATRIX_STAGES``) at padded size dp
+    with channel chunk bc."""
+    from sciml.tdn.triton_cp import stage_kernel
+
+    name, extra = stage_kernel(stage)
+    return kernel_resources(name, {"DP": dp, "BC": bc, "PREC": precision, **extra}, num_warps, dtype, arch)
+
+
+def rank_resources(name: str, d: int, c: int, precision: str = "ieee", dtype: str = "float32",
+                   arch: int = 90) -> dict[str, int]:
+    """:func:`kernel_resources` of rank kernel ``name`` (cp_fwd_kernel / cp_bwd_kernel) with the launch configuration
+    ``triton_cp.rank_config`` gives for d components and c channels."""
+    from sciml.tdn.triton_cp import rank_config
+
+    meta = rank_config(d, c)
+    num_warps = meta.pop("num_warps")
+    return kernel_resources(name, {**meta, "PREC": precision}, num_warps, dtype, arch)
+
+
 def programs_per_sm(registers: int, shared_bytes: int, num_warps: int) -> int:
     """Resident programs (thread blocks) per Hopper SM: 64K registers allocated per warp in units of 256, 228 KiB
     shared memory (1 KiB reserved per block), at most 64 warps and 32 blocks."""
