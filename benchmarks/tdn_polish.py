@@ -1,8 +1,8 @@
-"""Polish a CP factor file further: continue the CP-ALS sweeps from its factors until the relative error reaches
-POLISH_TOL (1e-14) or --max-iter sweeps; the file is rewritten only if the result is better and not degenerate.
+"""Polish a CP factor file further: Levenberg-Marquardt steps (``cp_lm``) from its factors until the relative error
+reaches POLISH_TOL (1e-14) or --max-steps steps; the file is rewritten only if the result is better and not degenerate.
 Every run is appended to the rank-search log with ``"polished_from"`` (the error it started from).
 
-    OMP_NUM_THREADS=1 python benchmarks/tdn_polish.py sciml/data/tdn/cp_so3_L6_R850.npz --max-iter 2000
+    OMP_NUM_THREADS=1 python benchmarks/tdn_polish.py sciml/data/tdn/cp_so3_L6_R850.npz --max-steps 2000
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from sciml.tdn.cg import cg_tensor
-from sciml.tdn.cp_als import cp_als
+from sciml.tdn.cp_lm import cp_lm
 from sciml.tdn.factors import DEGENERACY_LIMIT, CPFactors
 from sciml.tdn.fit import POLISH_TOL
 from sciml.utils.atomic import atomic_write_bytes
@@ -22,17 +22,17 @@ from sciml.utils.atomic import atomic_write_bytes
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("file", type=Path)
-    ap.add_argument("--max-iter", type=int, default=2000)
+    ap.add_argument("--max-steps", type=int, default=2000)
     ap.add_argument("--log", type=Path, default=Path(__file__).with_name("tdn_rank_search.jsonl"))
     args = ap.parse_args()
     old = CPFactors.from_bytes(args.file.read_bytes(), source=str(args.file))
     m = cg_tensor(old.lmax, old.parity).numpy()
     t0 = time.perf_counter()
-    fit = cp_als(m, old.rank, seed=old.seed, max_iter=args.max_iter, tol=POLISH_TOL, init=(old.x, old.y, old.out))
+    fit = cp_lm(m, (old.x, old.y, old.out), max_iter=args.max_steps, tol=POLISH_TOL, seed=old.seed)
     f = CPFactors(old.lmax, old.parity, fit.u, fit.v, fit.w, fit.rel_error, old.seed)
     row = {"lmax": f.lmax, "parity": f.parity, "rank": f.rank, "seed": f.seed, "rel_error": f.rel_error,
            "iterations": fit.iterations, "max_term_ratio": f.max_term_ratio, "sum_term_ratio": f.sum_term_ratio,
-           "seconds": round(time.perf_counter() - t0, 1), "polished_from": old.rel_error}
+           "seconds": round(time.perf_counter() - t0, 1), "polished_from": old.rel_error, "method": "lm"}
     with open(args.log, "a") as fh:
         fh.write(json.dumps(row) + "\n")
     print(row, flush=True)

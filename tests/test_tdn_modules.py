@@ -11,6 +11,7 @@ from e3nn import o3
 
 from sciml.tdn import CPTensorProduct, SharedLinear, from_e3nn, irreps_string, to_e3nn
 from sciml.tdn.check import compare_devices, random_inputs, random_rotation
+from sciml.tdn.factors import EXACT_RANKS
 
 
 pytestmark = pytest.mark.usefixtures("float64_default_dtype")
@@ -142,7 +143,7 @@ def test_cli_check_json(capsys):
     assert main(["tdn", "check", "--lmax", "2", "--rank", "exact", "--parity", "o3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert {"lmax", "rank", "parity", "factor_rel_error", "equivariance_error"} <= set(result)
-    assert result["rank"] == 20 and result["parity"] == "o3"
+    assert result["rank"] == EXACT_RANKS["o3"][2] and result["parity"] == "o3"
     assert result["equivariance_error"] < 1e-10 and result["factor_rel_error"] < 1e-7
     assert main(["tdn", "check", "--lmax", "9", "--rank", "exact"]) == 2  # unknown exact rank: clean error
 

@@ -100,10 +100,8 @@ def cp_als(
     tol: float = 1e-9,
     stall: int = 400,
     ridge: float = 0.0,
-    init: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> CPFit:
-    """One deterministic CP-ALS run from the random start drawn with ``seed`` (or from the factors ``init``, e.g. to
-    polish an earlier fit further; ``seed`` is then only recorded).
+    """One deterministic CP-ALS run from the random start drawn with ``seed``.
 
     ``ridge`` > 0 adds a fixed penalty ridge * ||F||^2 per factor (biased, but keeps factor norms bounded
     below the true rank, where plain ALS can drift into degenerate, diverging-norm solutions).
@@ -116,10 +114,6 @@ def cp_als(
     rng = np.random.default_rng(seed)
     scale = (np.linalg.norm(m) / rank) ** (1.0 / 3.0)
     fs = [rng.standard_normal((dim, rank)) * scale / np.sqrt(dim) for dim in m.shape]
-    if init is not None:
-        fs = [np.array(f, dtype=np.float64) for f in init]
-        if [f.shape for f in fs] != [(dim, rank) for dim in m.shape]:
-            raise ValueError(f"init factors must have shapes {[(dim, rank) for dim in m.shape]}")
     norm2 = float(np.sum(m * m))
     err = relative_error(m, *fs)
     best_err, best_it = err, 0

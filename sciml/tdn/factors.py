@@ -20,16 +20,15 @@ EXACT_TOL = 1e-7
 #: (exact fits found by ALS have 0.2-1; degenerate near-border-rank fits have 4-20 and growing)
 DEGENERACY_LIMIT = 3.0
 #: version of the fitting procedure; part of every cache key, bump when the algorithm changes
-FIT_VERSION = "als1"
+FIT_VERSION = "als-lm1"
 
-#: smallest rank at which our deterministic ALS reaches EXACT_TOL with non-degenerate factors, polished to <= 7e-14
-#: (``benchmarks/tdn_rank_search.py``; upper bounds on the true CP rank; so3 L=5: 451 succeeded (20000 sweeps),
-#: 447 and 440 failed (one seed each); so3 L=6: 850 succeeded, 800 failed (one seed); o3 L=4: 124 succeeded (20000
-#: sweeps, polished in 84786), 123 failed (one seed); o3 L=5: 455 succeeded (20000 sweeps), nothing lower tried for
-#: that long; o3 L=6: 850 succeeded (6000 sweeps, polished in 1500), 800 failed (one seed); see docs/tdn.md)
+#: smallest rank at which our deterministic fit (ALS warm-up + Levenberg-Marquardt, ``fit.fit_seed``) reaches
+#: EXACT_TOL with non-degenerate factors, polished to <= 7e-14 (``benchmarks/tdn_rank_search.py``; upper bounds on the
+#: true CP rank; the rank below each was tried and failed; so3 L=5, 6 and o3 L=6 from the earlier ALS-only search,
+#: with only coarse LM tries below them; see docs/tdn.md)
 EXACT_RANKS: dict[str, dict[int, int]] = {
-    "so3": {0: 1, 1: 8, 2: 31, 3: 93, 4: 222, 5: 451, 6: 850},
-    "o3": {0: 1, 1: 6, 2: 20, 3: 55, 4: 124, 5: 455, 6: 850},
+    "so3": {0: 1, 1: 8, 2: 30, 3: 90, 4: 215, 5: 451, 6: 850},
+    "o3": {0: 1, 1: 6, 2: 19, 3: 52, 4: 121, 5: 242, 6: 850},
 }
 
 
