@@ -7,7 +7,7 @@ import pytest
 
 from sciml.tdn.cg import cg_tensor
 from sciml.tdn.cp_als import cp_als, reconstruct, relative_error
-from sciml.tdn.cp_lm import _gn_product, cp_lm
+from sciml.tdn.cp_lm import _gn_product, _solve_step, cp_lm
 from sciml.tdn.factors import DEGENERACY_LIMIT, CPFactors
 from sciml.tdn.fit import fit_seed
 
@@ -60,3 +60,15 @@ def test_lm_rejects_mismatched_factors():
     m = cg_tensor(1, "so3").numpy()
     with pytest.raises(ValueError, match="init factors"):
         cp_lm(m, (np.ones((4, 3)), np.ones((4, 3)), np.ones((5, 3))))
+
+
+def test_step_is_defined_when_the_normal_matrices_are_singular():
+    """Undamped (lam = 0) with two identical columns: G_a * G_b is singular, the preconditioner must still factor
+    (this once stopped a polish at o3 L = 6 when the damping had shrunk to nothing)."""
+    rng = np.random.default_rng(1)
+    fs = [rng.standard_normal((5, 3)) for _ in range(3)]
+    for f in fs:
+        f[:, 1] = f[:, 0]
+    grad = [rng.standard_normal((5, 3)) for _ in range(3)]
+    step = _solve_step(fs, grad, lam=0.0, cg_iter=20, cg_tol=1e-8)
+    assert all(np.isfinite(s).all() for s in step)

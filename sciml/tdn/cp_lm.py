@@ -15,6 +15,9 @@ from scipy.linalg import cho_factor, cho_solve
 
 from sciml.tdn.cp_als import CPFit, _balance, reconstruct
 
+#: smallest diagonal shift of the preconditioner, relative to its largest diagonal entry (keeps Cholesky defined)
+PRECONDITIONER_FLOOR = 1e-10
+
 
 def _mttkrp(t: np.ndarray, fs: list[np.ndarray], n: int) -> np.ndarray:
     """Mode-n MTTKRP of a dense tensor t [d1, d2, d3] with the other two factors: [d_n, R]."""
@@ -46,10 +49,14 @@ def _solve_step(fs: list[np.ndarray], grad: list[np.ndarray], lam: float, cg_ite
     """Approximate solution of (J^T J + lam I) delta = -grad by block-Jacobi preconditioned CG."""
     grams = [f.T @ f for f in fs]
     rank = fs[0].shape[1]
-    chol = [cho_factor(grams[a] * grams[b] + lam * np.eye(rank)) for a, b in map(_others, range(3))]
+    chol = []
+    for a, b in map(_others, range(3)):
+        normal = grams[a] * grams[b]  # positive semi-definite; near-singular once lam has shrunk towards 0
+        shift = max(lam, PRECONDITIONER_FLOOR * float(normal.diagonal().max()))
+        chol.append(cho_factor(normal + shift * np.eye(rank)))
 
     def precondition(r: list[np.ndarray]) -> list[np.ndarray]:
-        # z_n = r_n (G_a*G_b + lam I)^-1: the ALS normal matrix of factor n (symmetric positive definite)
+        # z_n = r_n (G_a*G_b + shift I)^-1: the damped ALS normal matrix of factor n (symmetric positive definite)
         return [cho_solve(c, x.T).T for c, x in zip(chol, r)]
 
     x = [np.zeros_like(g) for g in grad]
