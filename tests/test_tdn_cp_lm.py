@@ -70,5 +70,5 @@ def test_step_is_defined_when_the_normal_matrices_are_singular():
     for f in fs:
         f[:, 1] = f[:, 0]
     grad = [rng.standard_normal((5, 3)) for _ in range(3)]
-    step = _solve_step(fs, grad, lam=0.0, cg_iter=20, cg_tol=1e-8)
+    step = _solve_step(fs, [f.T @ f for f in fs], grad, lam=0.0, cg_iter=20, cg_tol=1e-8)
     assert all(np.isfinite(s).all() for s in step)

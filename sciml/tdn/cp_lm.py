@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
-from sciml.tdn.cp_als import CPFit, _balance, reconstruct
+from sciml.tdn.cp_als import CPFit, _balance, reconstruct, relative_error
 
 #: smallest diagonal shift of the preconditioner, relative to its largest diagonal entry (keeps Cholesky defined)
 PRECONDITIONER_FLOOR = 1e-10
@@ -44,10 +44,9 @@ def _dot(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return float(sum(np.vdot(x, y) for x, y in zip(a, b)))
 
 
-def _solve_step(fs: list[np.ndarray], grad: list[np.ndarray], lam: float, cg_iter: int,
+def _solve_step(fs: list[np.ndarray], grams: list[np.ndarray], grad: list[np.ndarray], lam: float, cg_iter: int,
                 cg_tol: float) -> list[np.ndarray]:
-    """Approximate solution of (J^T J + lam I) delta = -grad by block-Jacobi preconditioned CG."""
-    grams = [f.T @ f for f in fs]
+    """Approximate solution of (J^T J + lam I) delta = -grad by block-Jacobi preconditioned CG (grams: F_n^T F_n)."""
     rank = fs[0].shape[1]
     chol = []
     for a, b in map(_others, range(3)):
@@ -98,12 +97,12 @@ def cp_lm(m: np.ndarray, init: tuple[np.ndarray, np.ndarray, np.ndarray], max_it
     while err >= tol and it < max_iter and it - best_it <= stall and lam < 1e12:
         it += 1
         grad = [-_mttkrp(res, fs, n) for n in range(3)]
-        step = _solve_step(fs, grad, lam, cg_iter, cg_tol=1e-3 if err > 1e-8 else 1e-6)
+        grams = [f.T @ f for f in fs]
+        step = _solve_step(fs, grams, grad, lam, cg_iter, cg_tol=1e-3 if err > 1e-8 else 1e-6)
         trial = [f + s for f, s in zip(fs, step)]
         trial_res = m - reconstruct(*trial)
         trial_err = float(np.linalg.norm(trial_res)) / norm
         # gain ratio: actual over predicted decrease of 0.5 ||r||^2
-        grams = [f.T @ f for f in fs]
         jtj_s = _gn_product(fs, grams, step)
         predicted = -_dot(grad, step) - 0.5 * _dot(step, jtj_s)
         actual = 0.5 * (err * err - trial_err * trial_err) * norm * norm
@@ -115,5 +114,4 @@ def cp_lm(m: np.ndarray, init: tuple[np.ndarray, np.ndarray, np.ndarray], max_it
                 best_err, best_it = err, it
         else:
             lam *= 4.0
-    return CPFit(u=fs[0], v=fs[1], w=fs[2], rel_error=float(np.linalg.norm(m - reconstruct(*fs))) / norm,
-                 iterations=it, seed=seed)
+    return CPFit(u=fs[0], v=fs[1], w=fs[2], rel_error=relative_error(m, *fs), iterations=it, seed=seed)
