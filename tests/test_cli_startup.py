@@ -63,3 +63,16 @@ def test_wrf_extract_defaults_match_the_feature_module():
     assert wrf_extract.DEFAULT_TARGETS == features.DEFAULT_TARGETS
     args = build_parser().parse_args(["wrf", "extract", "w.nc", "-o", "c.h5"])
     assert args.inputs == list(features.DEFAULT_INPUTS) and args.targets == list(features.DEFAULT_TARGETS)
+
+
+@pytest.mark.parametrize("command", ["infer", "eval"])
+def test_wrf_surrogate_commands_share_the_hook_precisions(command):
+    from sciml.cli import wrf
+    from sciml.coupling.hook import PRECISIONS
+
+    assert wrf.PRECISIONS == PRECISIONS
+    args = build_parser().parse_args(["wrf", command, "w.nc", "--checkpoint", "m.pt", "--precision", "bfloat16",
+                                      *(["-o", "p.nc"] if command == "infer" else [])])
+    assert args.precision == "bfloat16" and args.device == "cpu" and not args.quiet
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["wrf", command, "w.nc", "--checkpoint", "m.pt", "--precision", "float16"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 #: ``sciml wrf <name>`` -> module that defines it
 SUBCOMMANDS: dict[str, str] = {
@@ -25,3 +26,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     wrf_sub.required = True
     for module in SUBCOMMANDS.values():
         importlib.import_module(module).add_parser(wrf_sub)
+
+#: ``sciml.coupling.hook.PRECISIONS``, spelled out so that building the CLI does not import torch (tested equal)
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+
+
+def add_surrogate_options(p: argparse.ArgumentParser) -> None:
+    """The options of every sub-command that runs a trained surrogate: --checkpoint, --device, --precision, -q."""
+    p.add_argument("--checkpoint", type=Path, required=True, help="trained surrogate (.pt)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="network arithmetic; bfloat16 = autocast (AMX CPUs, GPUs); default float32")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -7,22 +7,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sciml.cli.wrf import add_surrogate_options
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score the MSKF surrogate on wrfout files that hold MSKF's fields",
                        description=__doc__)
     p.add_argument("wrfout", nargs="+", type=Path, help="wrfout file(s) with RTHCUTEN ... RQSCUTEN, PRATEC, NCA")
-    p.add_argument("--checkpoint", type=Path, required=True, help="trained surrogate (.pt)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--plots", type=Path, default=None, metavar="DIR",
                    help="write R^2 profiles and precipitation maps (PNG) to DIR")
     p.add_argument("--frames", type=_frames, default=slice(None), metavar="START:STOP",
                    help="output times to score, a Python slice over the concatenated files, e.g. --frames=-1: for the "
                         "last one (default: all)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                   help="network arithmetic; bfloat16 = autocast (AMX CPUs, GPUs); default float32")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_surrogate_options(p)
     p.set_defaults(func=run)
 
 

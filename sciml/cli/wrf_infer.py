@@ -5,17 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sciml.cli.wrf import add_surrogate_options
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("infer", help="MSKF surrogate over wrfout files -> netCDF on the WRF grid",
                        description=__doc__)
     p.add_argument("wrfout", nargs="+", type=Path, help="wrfout file(s), in time order")
-    p.add_argument("--checkpoint", type=Path, required=True, help="trained surrogate (.pt)")
     p.add_argument("-o", "--output", type=Path, required=True, help="netCDF file to write (atomically)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                   help="network arithmetic; bfloat16 = autocast (AMX CPUs, GPUs); default float32")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_surrogate_options(p)
     p.set_defaults(func=run)
 
 

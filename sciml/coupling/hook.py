@@ -27,6 +27,8 @@ from sciml.errors import ConfigError, DataError
 
 #: hook state keys for the held tendencies (lower-case WRF names)
 HELD: tuple[str, ...] = tuple(name.lower() for name in TENDENCIES)
+#: network arithmetic: float32, or bfloat16 autocast
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 #: state keys that may be omitted: previous-call NCA, PRATEC and held tendencies (default: nothing held)
 OPTIONAL: tuple[str, ...] = ("nca", "pratec", *HELD)
 
@@ -44,8 +46,8 @@ class MSKFSurrogate:
         """``precision``: "float32", or "bfloat16" to run the network under bf16 autocast (AMX / tensor cores;
         inputs, normalisation, constraints and outputs stay float32). ``max_columns``: columns per network batch
         (slabs of whole i rows; 0 = the whole tile); default 4096 on a CPU, the whole tile on a GPU."""
-        if precision not in ("float32", "bfloat16"):
-            raise ConfigError(f"precision must be float32 or bfloat16, got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
         if threads is not None:
             torch.set_num_threads(int(threads))
