@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sciml.training.checkpoint import load_model  # noqa: E402
 from sciml.training.config import validate_config  # noqa: E402
-from sciml.training.samplers import IndexBatchSampler  # noqa: E402
-from sciml.training.task import TASKS, Task  # noqa: E402
+from sciml.training.tensor_task import TensorTask  # noqa: E402
+from sciml.training.task import TASKS  # noqa: E402
 from sciml.training.trainer import Trainer  # noqa: E402
 from sciml.utils.atomic import atomic_write_text  # noqa: E402
 
@@ -49,7 +49,7 @@ class InjectedStop(RuntimeError):
     """Stands in for a killed process."""
 
 
-class SyntheticRegressionTask(Task):
+class SyntheticRegressionTask(TensorTask):
     """y = sum_k sin(x . w_k) for fixed random w (float32 inputs, N_IN features); MSE loss."""
 
     name = "synthetic-regression"
@@ -63,16 +63,6 @@ class SyntheticRegressionTask(Task):
         y = torch.sin(x @ torch.randn(N_IN, 8, generator=g) / math.sqrt(N_IN)).sum(1)
         k = self.data_cfg["n_train"]
         return torch.utils.data.TensorDataset(x[:k], y[:k]), torch.utils.data.TensorDataset(x[k:], y[k:])
-
-    def batch_sampler(self, dataset, *, train, seed, rank, world_size):
-        return IndexBatchSampler(len(dataset), self.data_cfg["batch_size"], train=train, seed=seed, rank=rank,
-                                 world_size=world_size)
-
-    def collate(self, items: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
-
-    def to_device(self, batch, device):
-        return tuple(t.to(device, non_blocking=True) for t in batch)
 
     def build_model(self, train_dataset) -> nn.Module:
         return make_mlp(self.model_cfg["width"], self.model_cfg["depth"])

@@ -21,13 +21,13 @@ import yaml
 from torch import nn
 
 from sciml.training.samplers import IndexBatchSampler
-from sciml.training.task import Task
+from sciml.training.tensor_task import TensorTask
 
 TASK = "test_training_engine:AcacEnergyTask"
 HERE = Path(__file__).resolve().parent
 
 
-class AcacEnergyTask(Task):
+class AcacEnergyTask(TensorTask):
     """Energy (eV) of one molecule from its inverse pairwise distances (1/Angstrom) with a small MLP."""
 
     name = "acac-energy"
@@ -45,16 +45,6 @@ class AcacEnergyTask(Task):
         train = torch.utils.data.TensorDataset(x[:n_tr], y[:n_tr])
         val = torch.utils.data.TensorDataset(x[n_tr:n_tr + n_va], y[n_tr:n_tr + n_va])
         return train, val
-
-    def batch_sampler(self, dataset, *, train, seed, rank, world_size):
-        return IndexBatchSampler(len(dataset), self.data_cfg["batch_size"], train=train, seed=seed, rank=rank,
-                                 world_size=world_size)
-
-    def collate(self, items: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
-
-    def to_device(self, batch, device):
-        return tuple(t.to(device) for t in batch)
 
     def build_model(self, train_dataset) -> nn.Module:
         model = _EnergyMLP(105, self.model_cfg["hidden"])
