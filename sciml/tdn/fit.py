@@ -36,8 +36,10 @@ def fit_seed(m: np.ndarray, rank: int, seed: int, max_steps: int = 2000) -> CPFi
     return cp_lm(m, (warm.u, warm.v, warm.w), max_iter=max_steps, tol=POLISH_TOL, seed=seed)
 
 
-def fit_factors(lmax: int, parity: str, rank: int, restarts: int = 2, max_iter: int = 40000) -> CPFactors:
-    """Best non-degenerate rank-``rank`` CP of M over ``restarts`` seeded fits (``fit_seed``, seeds 0, 1, ...).
+def fit_factors(lmax: int, parity: str, rank: int, restarts: int = 2, max_iter: int = 40000,
+                max_steps: int = 2000) -> CPFactors:
+    """Best non-degenerate rank-``rank`` CP of M over ``restarts`` seeded fits (``fit_seed`` with at most
+    ``max_steps`` Levenberg-Marquardt steps, seeds 0, 1, ...).
 
     Stops early once a fit is exact (error < EXACT_TOL). If every fit is degenerate (max term ratio >
     DEGENERACY_LIMIT) the seeds are refitted by ridge-penalised CP-ALS (RIDGES, up to ``max_iter`` sweeps), which
@@ -48,7 +50,7 @@ def fit_factors(lmax: int, parity: str, rank: int, restarts: int = 2, max_iter: 
     for ridge in (0.0, *RIDGES):
         best: CPFactors | None = None
         for seed in range(restarts):
-            fit = fit_seed(m, rank, seed) if ridge == 0.0 else \
+            fit = fit_seed(m, rank, seed, max_steps) if ridge == 0.0 else \
                 cp_als(m, rank, seed=seed, max_iter=max_iter, tol=POLISH_TOL, ridge=ridge)
             f = _factors(lmax, parity, fit)
             if f.max_term_ratio > DEGENERACY_LIMIT:
