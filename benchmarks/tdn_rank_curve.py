@@ -116,7 +116,7 @@ def plot(log: Path, path: Path) -> None:
            title="CP rank vs error (non-degenerate fits; star: 7 L^2)")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
     fe = np.array([r["rel_error"] for r in rows])
     keep = fe > 1e-12
     for key, marker, label in (("product_rel_error", "o", "product vs exact CG"),

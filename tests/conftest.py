@@ -30,10 +30,10 @@ def float64_default_dtype() -> Iterator[None]:
     """torch's default dtype set to float64 for the test, restored afterwards."""
     import torch
 
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+    from sciml.utils.dtype import default_dtype
+
+    with default_dtype(torch.float64):
+        yield
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

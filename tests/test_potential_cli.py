@@ -8,7 +8,8 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
-from potential_helpers import ACAC, TOY_SLAB, write_checkpoint
+from potential_helpers import ACAC, REPO, TOY_SLAB, write_checkpoint
+from scipy.spatial.transform import Rotation
 
 from sciml.cli import main
 
@@ -21,6 +22,25 @@ def slab_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def acac_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "acac.pt", [1, 6, 8])
+
+
+@pytest.mark.parametrize("which", ["fresh", "shipped"])
+def test_float64_calculator_is_invariant_to_round_off(acac_checkpoint: Path, which: str) -> None:
+    """Checkpoints of float32 models carry float64 CP factors, so in float64 the energy is invariant and the forces
+    equivariant under rotations and reflections to round-off (float32-rounded factors left ~2e-7 eV here)."""
+    from sciml.calculators import MLIPCalculator
+
+    path = acac_checkpoint if which == "fresh" else REPO / "examples" / "pretrained" / "acac-tdn.pt"
+    calc = MLIPCalculator.from_checkpoint(path, dtype="float64")
+    atoms = ase.io.read(str(ACAC), 0)
+    ref = calc.predict([atoms])[0]
+    for seed in range(4):
+        rot = Rotation.random(random_state=seed).as_matrix() * (-1.0) ** seed
+        moved = atoms.copy()
+        moved.positions = atoms.positions @ rot.T + np.array([0.7, -2.0, 5.1])
+        res = calc.predict([moved])[0]
+        assert abs(res["energy"] - ref["energy"]) < 1e-9
+        np.testing.assert_allclose(res["forces"], ref["forces"] @ rot.T, rtol=0, atol=1e-10)
 
 
 def test_calculator_single_and_batched_agree(acac_checkpoint: Path) -> None:

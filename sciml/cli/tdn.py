@@ -49,24 +49,17 @@ def _factors(args: argparse.Namespace):
 
 def _check_result(args: argparse.Namespace) -> dict:
     """Factor summary plus measured equivariance error and difference to the exact CG product (float64)."""
-    import torch
-
     from sciml.tdn.check import equivariance_error, relative_difference
     from sciml.tdn.cp_tp import CPTensorProduct
     from sciml.tdn.reference import ExactTensorProduct
 
     factors = _factors(args)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        tp = CPTensorProduct(args.lmax, args.channels, rank=factors.rank, parity=args.parity)
-        exact = ExactTensorProduct(args.lmax, args.channels, parity=args.parity)
-        result = factors.summary()
-        result["equivariance_error"] = equivariance_error(tp, args.lmax, args.channels, args.parity, edges=args.edges)
-        result["exact_rel_difference"] = relative_difference(tp, exact, args.lmax, args.channels, edges=args.edges)
-        result["degenerate"] = factors.degenerate
-    finally:
-        torch.set_default_dtype(previous)
+    tp = CPTensorProduct(args.lmax, args.channels, rank=factors.rank, parity=args.parity).double()
+    exact = ExactTensorProduct(args.lmax, args.channels, parity=args.parity).double()
+    result = factors.summary()
+    result["equivariance_error"] = equivariance_error(tp, args.lmax, args.channels, args.parity, edges=args.edges)
+    result["exact_rel_difference"] = relative_difference(tp, exact, args.lmax, args.channels, edges=args.edges)
+    result["degenerate"] = factors.degenerate
     return result
 
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from sciml.tdn.cg import irreps_string
+from sciml.utils.dtype import default_dtype
 
 
 def random_inputs(lmax: int, channels: int, edges: int, num_paths: int | None = None, seed: int = 0,
@@ -29,7 +30,8 @@ def equivariance_error(tp: nn.Module, lmax: int, channels: int, parity: str, edg
     """max over random rotations g of ||tp(D x, SH(g v), w) - D tp(x, SH(v), w)|| / ||tp(x, SH(v), w)||.
 
     With ``reflections`` (default: True for parity "o3") every other trial uses an improper g (rotation times -1),
-    acting on natural-parity features. Runs in the module's dtype/device.
+    acting on natural-parity features. Runs in the module's dtype/device; the Wigner D matrices are computed in that
+    dtype too (e3nn builds them in torch's default dtype, which would cap a float64 check at ~1e-6).
     """
     from e3nn import o3
 
@@ -46,7 +48,8 @@ def equivariance_error(tp: nn.Module, lmax: int, channels: int, parity: str, edg
         rot = random_rotation(g, dtype)
         if reflections and t % 2 == 1:
             rot = -rot
-        dmat = irreps.D_from_matrix(rot).to(device)
+        with default_dtype(dtype):
+            dmat = irreps.D_from_matrix(rot).to(device)
         y_rot = o3.spherical_harmonics(list(range(lmax + 1)), vec @ rot.to(device).T, normalize=True,
                                        normalization="component")
         out_rot = tp(torch.einsum("kd,edc->ekc", dmat, x), y_rot, w)

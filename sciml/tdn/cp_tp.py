@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from sciml.tdn.cg import check_parity, num_components, paths
+from sciml.tdn.constants import Float64Constants
 from sciml.tdn.factors import CPFactors, resolve_rank
 
 WEIGHT_MODES = ("shared", "per_path")
@@ -61,8 +62,9 @@ def cp_product_per_path(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, fx: t
     return torch.matmul(h, fout.t()).transpose(1, 2)
 
 
-class DenseTensorProduct(nn.Module):
-    """Shape bookkeeping shared by the dense-layout products: x [E, d, C], y [E, d], w -> [E, d, C], d = (lmax+1)^2."""
+class DenseTensorProduct(Float64Constants):
+    """Shape bookkeeping shared by the dense-layout products: x [E, d, C], y [E, d], w -> [E, d, C], d = (lmax+1)^2.
+    Their CG coefficients and CP factors are float64 constants (exact after ``.double()``, see Float64Constants)."""
 
     def __init__(self, lmax: int, channels: int, parity: str, weights: str):
         super().__init__()
@@ -113,11 +115,10 @@ class CPTensorProduct(DenseTensorProduct):
             self.rank = factors.rank
         else:
             self.rank = resolve_rank(lmax, parity, rank)
-        dtype = torch.get_default_dtype()
         for name in ("x", "y", "out"):
-            value = torch.zeros(self.dim, self.rank, dtype=dtype) if factors is None else \
-                torch.as_tensor(getattr(factors, name), dtype=dtype).contiguous()
-            self.register_buffer(f"cp_{name}", value)
+            value = torch.zeros(self.dim, self.rank, dtype=torch.float64) if factors is None else \
+                torch.as_tensor(getattr(factors, name), dtype=torch.float64)
+            self.register_constant(f"cp_{name}", value)
         err = float("nan") if factors is None else factors.rel_error
         self.register_buffer("factor_rel_error", torch.tensor(err, dtype=torch.float64))
         index = torch.zeros(0, dtype=torch.long) if factors is None or factors.path_index is None else \
@@ -132,8 +133,7 @@ class CPTensorProduct(DenseTensorProduct):
             d, r, c = self.dim, self.rank, channels
             contraction = "sh_first" if d ** 3 + d * d * c < 2 * d * r * c + d * r else "rank"
         self.contraction = contraction
-        # derived from the factors: not saved, rebuilt after load_state_dict
-        self.register_buffer("cp_tensor", cp_reconstruction(self.cp_x, self.cp_y, self.cp_out), persistent=False)
+        _rebuild_cp_tensor(self)  # derived from the factors: not saved, rebuilt after load_state_dict
         self.register_load_state_dict_pre_hook(_adopt_checkpoint_rank)
         self.register_load_state_dict_post_hook(_rebuild_cp_tensor)
 
@@ -166,10 +166,11 @@ def _adopt_checkpoint_rank(module: CPTensorProduct, state_dict: dict, prefix: st
     shape = getattr(state_dict.get(prefix + "cp_x"), "shape", None)
     if module.weights == "shared" and shape is not None and len(shape) == 2 and shape[1] != module.rank:
         for name in ("cp_x", "cp_y", "cp_out"):
-            setattr(module, name, torch.zeros(module.dim, shape[1], dtype=module.cp_x.dtype, device=module.cp_x.device))
+            module.register_constant(name, torch.zeros(module.dim, shape[1], dtype=torch.float64))
         module.rank = int(shape[1])
 
 
-def _rebuild_cp_tensor(module: CPTensorProduct, incompatible_keys: object) -> None:
-    with torch.no_grad():
-        module.cp_tensor = cp_reconstruction(module.cp_x, module.cp_y, module.cp_out)
+def _rebuild_cp_tensor(module: CPTensorProduct, incompatible_keys: object = None) -> None:
+    """cp_tensor from the float64 masters of the factors (so it is exact in float64 too)."""
+    factors = (module.constant(name) for name in ("cp_x", "cp_y", "cp_out"))
+    module.register_constant("cp_tensor", cp_reconstruction(*factors), persistent=False)

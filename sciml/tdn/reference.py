@@ -21,11 +21,7 @@ class ExactTensorProduct(DenseTensorProduct):
 
     def __init__(self, lmax: int, channels: int, parity: str = "so3", weights: str = "shared"):
         super().__init__(lmax, channels, parity, weights)
-        dtype = torch.get_default_dtype()
-        if weights == "shared":
-            self.register_buffer("cg", cg_tensor(lmax, parity, dtype))
-        else:
-            self.register_buffer("cg", path_blocks(lmax, parity, dtype))
+        self.register_constant("cg", cg_tensor(lmax, parity) if weights == "shared" else path_blocks(lmax, parity))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """x [E, d, C], y [E, d], w [E, C] (shared) or [E, P, C] (per_path) -> [E, d, C]."""
@@ -55,10 +51,8 @@ class E3nnTensorProduct(DenseTensorProduct):
             shared_weights=False,
             internal_weights=False,
         )
-        self.register_buffer(
-            "path_weight",
-            torch.tensor([ins.path_weight for ins in self.tp.instructions], dtype=torch.get_default_dtype()),
-        )
+        self.register_constant("path_weight", torch.tensor([ins.path_weight for ins in self.tp.instructions],
+                                                           dtype=torch.float64))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """x [E, d, C], y [E, d], w [E, P, C] -> [E, d, C] (dense layout in and out)."""
