@@ -95,6 +95,7 @@ def plot(log: Path, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
+    from matplotlib.lines import Line2D
 
     rows = [r for r in read_log(log) if r["rank"] != default_rank(r["lmax"], r["parity"])]
     for parity, lmax in sorted({(r["parity"], r["lmax"]) for r in rows}):
@@ -105,18 +106,20 @@ def plot(log: Path, path: Path) -> None:
             pts = sorted((r["rank"], max(r["rel_error"], 1e-16))
                          for r in rows if r["parity"] == parity and r["lmax"] == lmax)
             color = f"C{lmax - 1}"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color, marker="o", ms=4,
-                    label=f"{parity} L={lmax}")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color, marker="o", ms=4)
             star = [p for p in pts if p[0] == default_rank(lmax, parity)]
             ax.plot([p[0] for p in star], [p[1] for p in star], "*", ms=12, color=color)
     ax.axhline(EXACT_TOL, color="grey", lw=0.8, ls=":")
-    ax.annotate("exact: 1e-7", (0.98, EXACT_TOL), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+    ax.annotate("exact: 1e-7", (0.01, EXACT_TOL), xycoords=("axes fraction", "data"), ha="left", va="bottom",
                 color="grey", fontsize=8)
     ax.set(xscale="log", yscale="log", xlabel="CP rank R", ylabel="relative Frobenius error ||M - M_hat|| / ||M||",
            title="CP rank vs error (non-degenerate fits; star: 7 L^2)")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    lmaxes = sorted({r["lmax"] for r in rows})
+    handles = [Line2D([], [], color=f"C{lmax - 1}", label=f"L = {lmax}") for lmax in lmaxes]
+    handles += [Line2D([], [], color="k", ls=style, label=parity) for parity, style in (("so3", "-"), ("o3", "--"))]
+    ax.legend(handles=handles, fontsize=8, ncol=len(handles), loc="upper center", bbox_to_anchor=(0.5, -0.13))
     fe = np.array([r["rel_error"] for r in rows])
     keep = fe > 1e-12
     for key, marker, label in (("product_rel_error", "o", "product vs exact CG"),

@@ -57,7 +57,7 @@ def test_mirror_image_same_energy(acac_frames: list) -> None:
     assert torch.allclose(fm, f * torch.tensor([1.0, -1.0, 1.0], dtype=f.dtype), atol=1e-8)
     # without parity (so3, the TDN paper's choice) cross products are taken for vectors; from the third layer on they
     # reach the scalars as triple products and the energy becomes chiral
-    # (exact e3nn products here, so the CP factors' 1e-8-level fit error does not blur the comparison)
+    # (exact e3nn products here, so the comparison does not depend on the CP factors)
     gaps = {}
     for parity in ("o3", "so3"):
         model = make_model(HCO, parity=parity, layers=3, tensor_product="cg")
