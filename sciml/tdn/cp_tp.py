@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from sciml.tdn.cg import check_parity, num_components, paths
 from sciml.tdn.constants import Float64Constants
