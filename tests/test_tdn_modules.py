@@ -180,3 +180,24 @@ def test_bench_tp_json_rows(capsys):
     if not torch.cuda.is_available():
         assert main(argv[:-3] + ["--device", "cuda"]) == 2  # clean error naming the missing GPU
         assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_bench_e3nn_chunks_cover_every_edge_once() -> None:
+    """``--e3nn-chunk``: each timed call runs the module on consecutive edge slices that cover all E edges once, and
+    the backward reaches every slice's inputs."""
+    from sciml.bench.tp import _measure
+
+    seen: list[tuple[int, ...]] = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            seen.append((x.shape[0], y.shape[0], int(x[0, 0].item())))
+            return x * y
+
+    x = torch.arange(10.0).unsqueeze(1).repeat(1, 3).requires_grad_(True)
+    y = torch.ones(10, 3, requires_grad=True)
+    res = _measure("m", Recorder(), (x, y), torch.device("cpu"), repeats=2, budget_s=0.0, chunk=4)
+    assert res["m_fwd_ms"] > 0 and res["m_fwdbwd_ms"] > 0 and res["m_peak_mib"] is None
+    # 1 call for the output gradients, then warm-up + 2 timed calls of the forward and of forward+backward
+    assert len(seen) == 3 * 7 and set(seen[:3]) == {(4, 4, 0), (4, 4, 4), (2, 2, 8)}
+    assert all(seen[i:i + 3] == seen[:3] for i in range(0, len(seen), 3))

@@ -55,16 +55,29 @@ def _peak_mib(fn: Callable[[], object], device: torch.device) -> float | None:
 
 
 def _measure(prefix: str, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device,
-             repeats: int, budget_s: float) -> dict:
-    grad = torch.randn_like(module(*inputs))
+             repeats: int, budget_s: float, chunk: int | None = None) -> dict:
+    """Median forward and forward+backward times (and CUDA peak memory) of ``module(*inputs)``. With ``chunk``, each
+    call runs over the edges in slices of ``chunk`` (forward, or forward and backward, slice by slice), so only one
+    slice's intermediates are alive at a time; the time is the sum over the slices."""
+    n = inputs[0].shape[0]
+    starts = [0] if chunk is None else range(0, n, chunk)
+
+    def part(start: int) -> tuple[torch.Tensor, ...]:
+        return inputs if chunk is None else tuple(t[start:start + chunk] for t in inputs)
+
+    with torch.no_grad():
+        grads = [torch.randn_like(module(*part(i))) for i in starts]
 
     def fwd() -> object:
         with torch.no_grad():
-            return module(*inputs)
+            return [module(*part(i)) for i in starts]
 
     def fwdbwd() -> object:
-        out = module(*inputs)
-        return torch.autograd.grad(out, inputs, grad)
+        result = []
+        for i, grad in zip(starts, grads):
+            args = part(i)
+            result.append(torch.autograd.grad(module(*args), args, grad))
+        return result
 
     return {
         f"{prefix}_fwd_ms": time_ms(fwd, device, repeats, budget_s),
@@ -75,10 +88,11 @@ def _measure(prefix: str, module: torch.nn.Module, inputs: tuple[torch.Tensor, .
 
 def bench_row(lmax: int, channels: int, edges: int, device: str | torch.device = "cpu", rank: int | str = "default",
               repeats: int = 10, budget_s: float = 2.0, fused: bool | None = None,
-              precisions: tuple[str, ...] = ("ieee",), seed: int = 0) -> dict:
+              precisions: tuple[str, ...] = ("ieee",), seed: int = 0, e3nn_chunk: int | None = None) -> dict:
     """One table row (float32). ``fused`` defaults to: CUDA and Triton available; one fused column group per
     Triton dot precision in ``precisions`` ("ieee" -> ``fused_*``, others -> ``fused_<precision>_*``).
-    A failing fused variant is recorded as ``<prefix>_error`` and the row goes on."""
+    A failing fused variant is recorded as ``<prefix>_error`` and the row goes on. ``e3nn_chunk``: time e3nn over
+    the edges in slices of that many (for sizes whose e3nn intermediates do not fit in memory; see ``_measure``)."""
     from sciml.tdn import CPTensorProduct, E3nnTensorProduct
     from sciml.tdn.check import random_inputs
     from sciml.tdn.triton_cp import available
@@ -93,8 +107,8 @@ def bench_row(lmax: int, channels: int, edges: int, device: str | torch.device =
     for t in (x, y, w, wp):
         t.requires_grad_(True)
     row: dict = {"lmax": lmax, "channels": channels, "edges": edges, "device": str(device), "dtype": "float32",
-                 "cp_rank": cp.rank, "num_paths": e3.num_paths}
-    row.update(_measure("e3nn", e3, (x, y, wp), device, repeats, budget_s))
+                 "cp_rank": cp.rank, "num_paths": e3.num_paths, "e3nn_chunk": e3nn_chunk}
+    row.update(_measure("e3nn", e3, (x, y, wp), device, repeats, budget_s, e3nn_chunk))
     row.update(_measure("cp", cp, (x, y, w), device, repeats, budget_s))
     row.update(_measure("shfirst", sf, (x, y, w), device, repeats, budget_s))
     row["fwd_speedup"] = row["e3nn_fwd_ms"] / row["cp_fwd_ms"]
@@ -201,6 +215,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, default=2.0, help="seconds per measurement after the first 2 repeats")
     p.add_argument("--precisions", default="ieee",
                    help="fused-kernel dot precisions to time, comma-separated from ieee,tf32x3,tf32 (CUDA only)")
+    p.add_argument("--e3nn-chunk", type=int, default=None, metavar="N",
+                   help="time e3nn over the edges in slices of N (forward and backward slice by slice; the time is "
+                        "the sum) when its intermediates for all E edges do not fit in memory")
     p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
 
 
@@ -212,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
     for channels in args.channels:
         for lmax in args.lmax:
             row = bench_row(lmax, channels, args.edges, args.device, rank, args.repeats, args.budget,
-                            precisions=tuple(args.precisions.split(",")))
+                            precisions=tuple(args.precisions.split(",")), e3nn_chunk=args.e3nn_chunk)
             rows.append(row)
             if not args.json:
                 print(f"L={lmax} C={channels}: e3nn {row['e3nn_fwdbwd_ms']:.2f} ms, CP {row['cp_fwdbwd_ms']:.2f} ms "
