@@ -183,8 +183,7 @@ def test_bench_tp_json_rows(capsys):
 
 
 def test_bench_e3nn_chunks_cover_every_edge_once() -> None:
-    """``--e3nn-chunk``: each timed call runs the module on consecutive edge slices that cover all E edges once, and
-    the backward reaches every slice's inputs."""
+    """``--e3nn-chunk``: each timed call runs the module on consecutive edge slices that cover all E edges once."""
     from sciml.bench.tp import _measure
 
     seen: list[tuple[int, ...]] = []

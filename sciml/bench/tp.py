@@ -59,25 +59,17 @@ def _measure(prefix: str, module: torch.nn.Module, inputs: tuple[torch.Tensor, .
     """Median forward and forward+backward times (and CUDA peak memory) of ``module(*inputs)``. With ``chunk``, each
     call runs over the edges in slices of ``chunk`` (forward, or forward and backward, slice by slice), so only one
     slice's intermediates are alive at a time; the time is the sum over the slices."""
-    n = inputs[0].shape[0]
-    starts = [0] if chunk is None else range(0, n, chunk)
-
-    def part(start: int) -> tuple[torch.Tensor, ...]:
-        return inputs if chunk is None else tuple(t[start:start + chunk] for t in inputs)
-
+    parts = [inputs] if chunk is None else \
+        [tuple(t[i:i + chunk] for t in inputs) for i in range(0, inputs[0].shape[0], chunk)]
     with torch.no_grad():
-        grads = [torch.randn_like(module(*part(i))) for i in starts]
+        grads = [torch.randn_like(module(*part)) for part in parts]
 
     def fwd() -> object:
         with torch.no_grad():
-            return [module(*part(i)) for i in starts]
+            return [module(*part) for part in parts]
 
     def fwdbwd() -> object:
-        result = []
-        for i, grad in zip(starts, grads):
-            args = part(i)
-            result.append(torch.autograd.grad(module(*args), args, grad))
-        return result
+        return [torch.autograd.grad(module(*part), part, grad) for part, grad in zip(parts, grads)]
 
     return {
         f"{prefix}_fwd_ms": time_ms(fwd, device, repeats, budget_s),
