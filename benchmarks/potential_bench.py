@@ -61,7 +61,7 @@ def make_batch(frames: list[dict[str, Any]], batch_size: int, device: torch.devi
     """``batch_size`` structures (cycling through ``frames``) as a PyG Batch on ``device`` with a torch radius graph."""
     from torch_geometric.data import Batch, Data
 
-    from models.potential.neighbors import radius_graph
+    from data_tools.neighbors import radius_graph
 
     items = []
     for i in range(batch_size):
@@ -76,12 +76,13 @@ def make_batch(frames: list[dict[str, Any]], batch_size: int, device: torch.devi
 
 
 def build_model(elements: list[int], device: torch.device, **config: Any) -> torch.nn.Module:
-    """A randomly initialised TDNPotential (statistics: E0 = 0, scale 1, 10 neighbours)."""
+    """A randomly initialised TDN potential with forces (statistics: E0 = 0, scale 1, 10 neighbours)."""
+    from models.potential.forces import ForceField
     from models.tdn_potential import TDNPotential
 
     model = TDNPotential(**config)
     model.set_statistics(elements, {z: 0.0 for z in elements}, scale=1.0, shift=0.0, avg_num_neighbors=10.0)
-    return model.to(device)
+    return ForceField(model).to(device)
 
 
 def _sync(device: torch.device) -> None:

@@ -50,9 +50,9 @@ def main() -> None:
         net, task, _ = load_model(args.work / tp / "best.pt")
         _, val = task.datasets()
         row = {"tensor_product": tp, **model, "epochs": args.epochs, "train_wall_s": seconds,
-               "val": evaluate(net, val.__getitems__(list(range(len(val))))).metrics}
+               "val": evaluate(net, val.__getitems__(list(range(len(val)))), task.inputs).metrics}
         if args.ood.is_file():
-            row["ood_600K"] = evaluate(net, load_labelled(args.ood)).metrics
+            row["ood_600K"] = evaluate(net, load_labelled(args.ood), task.inputs).metrics
         rows.append(row)
         print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
-"""Data tools: atomistic HDF5 format and converters (issue 2), WRF reader and column datasets (issue 5).
+"""Data tools: the atomistic HDF5 format, converters, streaming dataset, sampler and collate; the WRF reader and
+column datasets (``data_tools.wrf``).
 
-Atomistic API (docs/data_format.md): ``AtomsDataset``, ``BlockShuffleBatchSampler``, ``collate_atoms`` (imported
-lazily so ``data_tools.wrf`` does not pull in torch_geometric).
+Atomistic API (docs/data_format.md): ``AtomsDataset``, ``BlockShuffleBatchSampler``, ``collate_atoms``,
+``atoms_to_item`` (imported lazily so ``data_tools.wrf`` does not pull in torch_geometric).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {"AtomsDataset": "data_tools.dataset", "collate_atoms": "data_tools.dataset",
-         "BlockShuffleBatchSampler": "data_tools.sampler"}
+_LAZY = {"AtomsDataset": "data_tools.dataset", "collate_atoms": "data_tools.collate",
+         "atoms_to_item": "data_tools.items", "BlockShuffleBatchSampler": "data_tools.sampler"}
 
 __all__ = sorted(_LAZY)
 

@@ -156,9 +156,9 @@ class _ShardSink:
             return 1 << 62
         return self.shard_size - (self.writer.n_frames if self.writer is not None else 0)
 
-    def append_arrays(self, atoms: dict[str, Any], frames: dict[str, Any]) -> None:
+    def append_arrays(self, arrays: dict[str, Any]) -> None:
         """Append stored arrays of at most :meth:`room` frames (see ``AtomsWriter.append_arrays``)."""
-        self._current().append_arrays(atoms, frames)
+        self._current().append_arrays(arrays)
         self._roll()
 
     def close(self) -> None:
@@ -261,10 +261,8 @@ def _merge(staged: list[tuple[Path, list[Path], Path]], sink: _ShardSink, chunk:
                 lo = 0
                 while lo < r.n_frames:
                     hi = min(r.n_frames, lo + chunk, lo + sink.room())
-                    a0, a1 = int(r.offsets[lo]), int(r.offsets[hi])
                     try:
-                        sink.append_arrays({n: r.read_raw("atoms", n, a0, a1) for n in r.atom_fields},
-                                           {n: r.read_raw("frames", n, lo, hi) for n in r.frame_fields})
+                        sink.append_arrays(r.raw_rows(lo, hi))
                     except DataError as exc:
                         raise DataError(f"{source}: {exc} (all inputs must carry the same arrays)") from None
                     lo = hi

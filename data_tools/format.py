@@ -1,15 +1,24 @@
-"""The sciml atomistic HDF5 layout (schema version 1): names, dtypes, units. Described in docs/data_format.md."""
+"""The sciml atomistic HDF5 layout (schema version 2): names, dtypes, units. Described in docs/data_format.md.
+
+Version 2 adds the optional ``/extras`` group (model-specific per-atom, per-frame and per-pair arrays); files of
+version 1 (no extras) are read unchanged.
+"""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
 FORMAT_NAME = "sciml-atoms"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: schema versions this code reads
+READABLE_VERSIONS = (1, 2)
 
-#: rows per HDF5 chunk: per-atom arrays (8,192 atoms = 96 KiB of float32 positions) and per-frame arrays
+#: rows per HDF5 chunk: per-atom arrays (8,192 atoms = 96 KiB of float32 positions), per-frame and per-pair arrays
 ATOM_CHUNK = 8192
 FRAME_CHUNK = 8192
+PAIR_CHUNK = 8192
 
 #: per-atom arrays under /atoms: name -> (dtype, trailing shape, units or "")
 ATOM_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...], str]] = {
@@ -44,3 +53,37 @@ STAGES = ("pm3", "hf", "DFT_1st", "DFT_2nd")
 #: energy conventions (root attribute ``energy_convention``): "total" = energy as computed by the reference method;
 #: "referenced" = total minus /frames/ref_energy (OC20 adsorption energy) or minus the stored per-structure reference
 ENERGY_CONVENTIONS = ("total", "referenced")
+
+# -- extras (schema 2) --------------------------------------------------------------------------------------------
+#: /extras/<kind>/<name>: rows per atom, per frame or per pair. Pairs are CSR-indexed: /extras/pairs/count [N] uint32
+#: pairs per frame, /extras/pairs/index [P, 2] int32 the two atoms of each pair (indices within its frame)
+EXTRA_KINDS = ("atoms", "frames", "pairs")
+PAIR_COUNT = "extras/pairs/count"
+PAIR_INDEX = "extras/pairs/index"
+#: extras names: lower-case identifiers; "count" and "index" are the pair bookkeeping arrays
+EXTRA_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+RESERVED_EXTRA_NAMES = {"pairs": ("count", "index"), "frames": ("id",), "atoms": ()}
+#: prefix of an extras array in dataset items and reader blocks (``/extras/atoms/q`` -> ``atom_q``)
+ITEM_PREFIX = {"atoms": "atom_", "frames": "frame_", "pairs": "pair_"}
+
+
+def array_path(group: str, name: str) -> str:
+    """HDF5 path of a core array (``group`` atoms/frames) or, for ``group`` ``extras/<kind>``, of an extras array."""
+    return f"{group}/{name}"
+
+
+def block_key(path: str) -> str:
+    """Name of the array at HDF5 ``path`` in reader blocks and dataset items: core arrays keep their name
+    (``atoms/positions`` -> ``positions``), extras get their kind's prefix (``extras/pairs/index`` -> ``pair_index``)."""
+    parts = path.split("/")
+    if parts[0] == "extras":
+        return ITEM_PREFIX[parts[1]] + parts[2]
+    return parts[1]
+
+
+def row_kind(path: str) -> str:
+    """What the rows of the array at ``path`` count: ``atoms``, ``frames`` or ``pairs``."""
+    parts = path.split("/")
+    if parts[0] == "extras":
+        return "frames" if path == PAIR_COUNT else parts[1]
+    return parts[0]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from ase.data import chemical_symbols
 
-from data_tools.dataset import resolve_paths
+from data_tools.paths import resolve_paths
 from data_tools.reader import ShardReader
 from sciml.errors import DataError
 
@@ -69,7 +69,8 @@ def dataset_info(paths: str | os.PathLike | Sequence[str | os.PathLike], verify:
             has_forces &= "forces" in r.atom_fields
             mismatched = r.verify() if verify else []
             bad.extend(f"{path}:{name}" for name in mismatched)
-            files.append({"path": str(path), "n_frames": r.n_frames, "n_atoms": r.n_atoms,
+            files.append({"path": str(path), "schema_version": r.schema_version, "n_frames": r.n_frames,
+                          "n_atoms": r.n_atoms, "extras": [p.removeprefix("extras/") for p in r.extras],
                           "checksums": "not checked" if not verify else ("ok" if not mismatched else "MISMATCH"),
                           "provenance": r.provenance})
             n_frames += r.n_frames
@@ -105,5 +106,7 @@ def format_info(info: dict[str, Any]) -> str:
              f"energy ({info['energy_convention']}): {stats(info['energy'], 'eV')}",
              f"energy/atom: {stats(info['energy_per_atom'], 'eV/atom')}",
              f"forces:    {stats(info['forces'], 'eV/Angstrom')} (per component)",
+             *([f"extras:    {', '.join(sorted({e for f in info['files'] for e in f['extras']}))}"]
+               if any(f["extras"] for f in info["files"]) else []),
              "checksums: " + ("verified OK" if info["checksums_verified"] else "not verified")]
     return "\n".join(lines)

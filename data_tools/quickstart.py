@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from data_tools.convert import ConvertOptions, convert
-from data_tools.dataset import AtomsDataset, collate_atoms
+from data_tools.collate import collate_atoms
+from data_tools.dataset import AtomsDataset
 from data_tools.info import dataset_info, format_info
 from data_tools.sampler import BlockShuffleBatchSampler
 

@@ -11,7 +11,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from data_tools.format import ATOM_FIELDS, FORMAT_NAME, FRAME_FIELDS, REQUIRED_ATOM, REQUIRED_FRAME, SCHEMA_VERSION
+from data_tools.format import (ATOM_FIELDS, EXTRA_KINDS, FORMAT_NAME, FRAME_FIELDS, PAIR_COUNT, PAIR_INDEX,
+                               READABLE_VERSIONS, REQUIRED_ATOM, REQUIRED_FRAME, block_key, row_kind)
 from sciml.errors import DataError
 
 #: HDF5 chunk cache per open file (bytes, hash slots): holds a few hundred chunks of every array
@@ -20,7 +21,8 @@ CHUNK_CACHE = dict(rdcc_nbytes=32 * 1024 * 1024, rdcc_nslots=10007)
 
 class ShardReader:
     """A validated, read-only sciml shard. ``natoms`` [N] int64 and ``offsets`` [N+1] int64 (atom start of each
-    frame) are held in RAM; everything else is read on demand."""
+    frame) are held in RAM, and ``pair_offsets`` [N+1] when the shard has per-pair extras; everything else is read on
+    demand. Arrays are named by HDF5 path (``atoms/positions``, ``extras/frames/q``, ...)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -40,10 +42,10 @@ class ShardReader:
         a = self.h5.attrs
         if a.get("format") != FORMAT_NAME:
             raise DataError(f"{self.path}: not a sciml atoms file (root attribute format={a.get('format')!r})")
-        version = int(a.get("schema_version", -1))
-        if version != SCHEMA_VERSION:
-            raise DataError(f"{self.path}: unsupported schema version {version} (this sciml reads version "
-                            f"{SCHEMA_VERSION}); convert the source data again")
+        self.schema_version = int(a.get("schema_version", -1))
+        if self.schema_version not in READABLE_VERSIONS:
+            raise DataError(f"{self.path}: unsupported schema version {self.schema_version} (this sciml reads "
+                            f"versions {', '.join(map(str, READABLE_VERSIONS))}); convert the source data again")
         if not a.get("complete", False):
             raise DataError(f"{self.path}: incomplete file (the conversion that wrote it did not finish)")
         for group, names in (("atoms", REQUIRED_ATOM), ("frames", REQUIRED_FRAME)):
@@ -52,22 +54,36 @@ class ShardReader:
                     raise DataError(f"{self.path}: missing required array /{group}/{name}")
         self.atom_fields = tuple(k for k in self.h5["atoms"] if k in ATOM_FIELDS)
         self.frame_fields = tuple(k for k in self.h5["frames"] if k in FRAME_FIELDS)
+        paths = [f"atoms/{k}" for k in self.atom_fields] + [f"frames/{k}" for k in self.frame_fields]
+        if self.schema_version >= 2 and "extras" in self.h5:
+            paths += [f"extras/{kind}/{name}" for kind in EXTRA_KINDS if kind in self.h5["extras"]
+                      for name in self.h5["extras"][kind]]
         # h5py group lookups cost ~100 us each: resolve every array once
-        self._arrays = {(g, k): self.h5[g][k] for g, names in (("atoms", self.atom_fields),
-                                                               ("frames", self.frame_fields)) for k in names}
+        self._arrays = {path: self.h5[path] for path in paths}
+        #: extras arrays (HDF5 paths under /extras), pair bookkeeping included
+        self.extras = tuple(p for p in paths if p.startswith("extras/"))
         # arrays flagged all-zero (e.g. tags/fixed of molecules) are not read, saving a call per frame
-        self._zero = {key: (ds.shape[1:], ds.dtype) for key, ds in self._arrays.items()
+        self._zero = {path: (ds.shape[1:], ds.dtype) for path, ds in self._arrays.items()
                       if bool(ds.attrs.get("all_zero", False))}
         self.n_frames = int(a["n_frames"])
         self.n_atoms = int(a["n_atoms"])
-        for (group, name), ds in self._arrays.items():
-            rows = self.n_atoms if group == "atoms" else self.n_frames
-            if ds.shape[0] != rows:
-                raise DataError(f"{self.path}: /{group}/{name} has {ds.shape[0]} rows, expected {rows} "
-                                "(truncated or corrupt)")
-        self.natoms = self._read("frames", "natoms", 0, self.n_frames).astype(np.int64)
+        has_pairs = PAIR_COUNT in self._arrays
+        if has_pairs != (PAIR_INDEX in self._arrays) or (not has_pairs and any(row_kind(p) == "pairs"
+                                                                               for p in self.extras)):
+            raise DataError(f"{self.path}: per-pair extras need both /{PAIR_COUNT} and /{PAIR_INDEX}")
+        self.natoms = self._read("frames/natoms", 0, self.n_frames).astype(np.int64)
         self.offsets = np.zeros(self.n_frames + 1, np.int64)
         np.cumsum(self.natoms, out=self.offsets[1:])
+        self.pair_offsets: np.ndarray | None = None
+        if has_pairs:
+            self.pair_offsets = np.zeros(self.n_frames + 1, np.int64)
+            np.cumsum(self._read(PAIR_COUNT, 0, self.n_frames).astype(np.int64), out=self.pair_offsets[1:])
+        rows = {"atoms": self.n_atoms, "frames": self.n_frames,
+                "pairs": int(self.pair_offsets[-1]) if has_pairs else 0}
+        for path, ds in self._arrays.items():
+            if ds.shape[0] != rows[row_kind(path)]:
+                raise DataError(f"{self.path}: /{path} has {ds.shape[0]} rows, expected {rows[row_kind(path)]} "
+                                "(truncated or corrupt)")
         if self.offsets[-1] != self.n_atoms:
             raise DataError(f"{self.path}: sum of natoms {self.offsets[-1]} != n_atoms {self.n_atoms} (corrupt)")
 
@@ -89,63 +105,83 @@ class ShardReader:
     def elements(self) -> list[int]:
         return [int(z) for z in self.h5.attrs["elements"]]
 
+    @property
+    def arrays(self) -> tuple[str, ...]:
+        """HDF5 paths of every stored array."""
+        return tuple(self._arrays)
+
     # -- data ---------------------------------------------------------------------------------------------
-    def _read(self, group: str, name: str, lo: int, hi: int, raw: bool = False) -> np.ndarray:
-        if not raw and (group, name) in self._zero:
-            shape, dtype = self._zero[(group, name)]
+    def _read(self, path: str, lo: int, hi: int, raw: bool = False) -> np.ndarray:
+        if not raw and path in self._zero:
+            shape, dtype = self._zero[path]
             return np.zeros((hi - lo,) + shape, dtype)
         try:
-            return self._arrays[(group, name)][lo:hi]
+            return self._arrays[path][lo:hi]
         except (OSError, KeyError, ValueError) as exc:
-            raise DataError(f"{self.path}: cannot read /{group}/{name} rows {lo}:{hi} (corrupt file?): {exc}") from None
+            raise DataError(f"{self.path}: cannot read /{path} rows {lo}:{hi} (corrupt file?): {exc}") from None
 
-    def read_raw(self, group: str, name: str, lo: int, hi: int) -> np.ndarray:
-        """Rows ``lo:hi`` of ``/group/name`` exactly as stored."""
-        return self._read(group, name, lo, hi, raw=True)
+    def _rows(self, path: str, lo: int, hi: int) -> tuple[int, int]:
+        """Rows of the array at ``path`` that belong to frames ``lo:hi``."""
+        kind = row_kind(path)
+        if kind == "atoms":
+            return int(self.offsets[lo]), int(self.offsets[hi])
+        if kind == "pairs":
+            return int(self.pair_offsets[lo]), int(self.pair_offsets[hi])
+        return lo, hi
+
+    def raw_rows(self, lo: int, hi: int) -> dict[str, np.ndarray]:
+        """Every stored array's rows for frames ``lo:hi`` exactly as stored, keyed by HDF5 path (for merging)."""
+        return {path: self._read(path, *self._rows(path, lo, hi), raw=True) for path in self._arrays}
 
     def column(self, name: str) -> np.ndarray:
         """A whole per-frame array (e.g. ``group``, ``energy``)."""
-        return self._read("frames", name, 0, self.n_frames)
+        return self._read(f"frames/{name}", 0, self.n_frames)
 
     @property
     def frame_bytes(self) -> int:
         """Bytes of all per-frame arrays."""
-        return sum(ds.dtype.itemsize * int(np.prod(ds.shape)) for (g, _), ds in self._arrays.items() if g == "frames")
+        return sum(ds.dtype.itemsize * int(np.prod(ds.shape)) for p, ds in self._arrays.items()
+                   if row_kind(p) == "frames")
 
     def frame_columns(self) -> dict[str, np.ndarray]:
-        """All per-frame arrays of the shard (for holding them in RAM)."""
-        return {name: self.column(name) for name in self.frame_fields if name != "natoms"}
+        """All per-frame arrays of the shard (for holding them in RAM), keyed as in :meth:`read_range`."""
+        return {block_key(p): self._read(p, 0, self.n_frames) for p in self._arrays
+                if row_kind(p) == "frames" and p not in ("frames/natoms", PAIR_COUNT)}
 
     def read_range(self, lo: int, hi: int, columns: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        """Frames ``lo:hi`` as numpy arrays: per-frame fields sliced [hi-lo, ...] (from ``columns``, the output of
-        :meth:`frame_columns`, when given), per-atom fields for the atoms of those frames, plus ``offsets``
-        [hi-lo+1] (atom offsets relative to frame ``lo``)."""
+        """Frames ``lo:hi`` as numpy arrays keyed by :func:`~data_tools.format.block_key` (``positions``,
+        ``energy``, ``atom_q``, ``pair_index``, ...): per-frame arrays [hi-lo, ...] (from ``columns``, the output of
+        :meth:`frame_columns`, when given), per-atom and per-pair arrays for the atoms and pairs of those frames, plus
+        ``offsets`` [hi-lo+1] (atom offsets relative to frame ``lo``) and, with pairs, ``pair_offsets``."""
         if not 0 <= lo <= hi <= self.n_frames:
             raise IndexError(f"{self.path}: frame range {lo}:{hi} outside 0:{self.n_frames}")
-        a0, a1 = int(self.offsets[lo]), int(self.offsets[hi])
-        if columns is not None:
-            out = {name: col[lo:hi].copy() for name, col in columns.items()}  # items must not alias the cache
-        else:
-            out = {name: self._read("frames", name, lo, hi) for name in self.frame_fields if name != "natoms"}
-        out.update({name: self._read("atoms", name, a0, a1) for name in self.atom_fields})
+        out: dict[str, np.ndarray] = {}
+        for path in self._arrays:
+            if path in ("frames/natoms", PAIR_COUNT):
+                continue
+            key = block_key(path)
+            if columns is not None and key in columns:
+                out[key] = columns[key][lo:hi].copy()  # items must not alias the cache
+            else:
+                out[key] = self._read(path, *self._rows(path, lo, hi))
         out["natoms"] = self.natoms[lo:hi].copy()
-        out["offsets"] = self.offsets[lo:hi + 1] - a0
+        out["offsets"] = self.offsets[lo:hi + 1] - self.offsets[lo]
+        if self.pair_offsets is not None:
+            out["pair_offsets"] = self.pair_offsets[lo:hi + 1] - self.pair_offsets[lo]
         return out
 
     def verify(self, block_rows: int = 1 << 20) -> list[str]:
-        """Recompute every array's CRC32; return the names of arrays whose checksum does not match."""
+        """Recompute every array's CRC32; return the paths (``/atoms/positions``, ...) whose checksum does not match."""
         bad = []
-        for group, names in (("atoms", self.atom_fields), ("frames", self.frame_fields)):
-            for name in names:
-                ds = self._arrays[(group, name)]
-                crc = 0
-                for start in range(0, ds.shape[0], block_rows):
-                    block = self._read(group, name, start, min(start + block_rows, ds.shape[0]), raw=True)
-                    crc = zlib.crc32(np.ascontiguousarray(block).view(np.uint8).reshape(-1), crc)
-                    if (group, name) in self._zero and block.any():
-                        crc = -1  # flagged all-zero but is not
-                if "crc32" not in ds.attrs or int(ds.attrs["crc32"]) != crc:
-                    bad.append(f"/{group}/{name}")
+        for path, ds in self._arrays.items():
+            crc = 0
+            for start in range(0, ds.shape[0], block_rows):
+                block = self._read(path, start, min(start + block_rows, ds.shape[0]), raw=True)
+                crc = zlib.crc32(np.ascontiguousarray(block).view(np.uint8).reshape(-1), crc)
+                if path in self._zero and block.any():
+                    crc = -1  # flagged all-zero but is not
+            if "crc32" not in ds.attrs or int(ds.attrs["crc32"]) != crc:
+                bad.append(f"/{path}")
         return bad
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
-"""Block-shuffling, atom-budget, DDP-aware batch sampler with exact mid-epoch resume.
+"""Batch samplers the training engine can resume: the :class:`ResumableBatchSampler` protocol and the block-shuffling,
+atom-budget, DDP-aware :class:`BlockShuffleBatchSampler`.
 
 Per epoch (seed, epoch): the frame positions 0..N-1 are cut into blocks of ``block_frames`` consecutive frames;
 the blocks are permuted and dealt round-robin to the ranks (so no frame goes to two ranks); each rank shuffles
@@ -10,13 +11,41 @@ another has batches are surplus tail batches dropped. A frame with more atoms th
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from sciml.errors import ConfigError
-from sciml.training.task import ResumableBatchSampler
+
+
+class ResumableBatchSampler(ABC):
+    """Yields lists of dataset indices; deterministic given (seed, epoch, rank, world_size).
+
+    Under DDP every training rank must yield the same number of batches per epoch (the engine checks it).
+
+    Resuming: the engine itself records the epoch and how many batches of it were trained on (DataLoader workers
+    prefetch, so a sampler's own count runs ahead) and resumes by ``set_epoch(epoch)`` and dropping the first
+    batches of ``__iter__`` (index lists only, no data is read). So ``__iter__`` must be a pure function of
+    (seed, epoch, rank, world_size) and ``set_epoch``; ``state_dict`` is stored in checkpoints for the record.
+    """
+
+    @abstractmethod
+    def set_epoch(self, epoch: int) -> None: ...
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[list[int]]: ...
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Primitives/tensors describing the sampler (stored in checkpoints; not needed to resume)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Counterpart of :meth:`state_dict` (the engine does not call it; resume goes through ``set_epoch``)."""
 
 
 def pack_by_atoms(frames: np.ndarray, natoms: np.ndarray, max_atoms: int,

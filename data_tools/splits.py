@@ -1,8 +1,10 @@
-"""Deterministic splits by group id (no group in two splits), stored as index files ``<name>.idx.npz``.
+"""Seeded, reproducible train / validation / test splits by frame or by group (no group in two splits).
 
-An index file holds the shard paths (relative to the index file), each shard's frame count and natoms checksum (so
-a changed shard is detected), and the sorted global frame indices of the split. ``AtomsDataset("train.idx.npz")``
-reads it.
+One implementation serves ``sciml data split`` (fractions or counts, written as index files ``<name>.idx.npz``) and
+``sciml train`` (``data.n_train`` / ``data.n_val``): with the same data, seed, unit and sizes both give the same
+frames. The rule (:func:`split_frames`): the units (frames, or the sorted unique group ids) are permuted with
+``numpy.random.default_rng(seed)``; the held-out splits (every split but the first) are cut from the front of that
+order in the order given; the first split (training) takes the units that follow (all the rest by default).
 """
 
 from __future__ import annotations
@@ -13,71 +15,93 @@ from pathlib import Path
 
 import numpy as np
 
-from data_tools.dataset import resolve_paths
+from data_tools.index_file import SUFFIX, shard_fingerprint, write_index
+from data_tools.paths import PathsLike, resolve_paths
 from data_tools.reader import ShardReader
-from sciml.errors import ConfigError, DataError
-from sciml.utils.atomic import atomic_path
+from sciml.errors import ConfigError
+
+SPLIT_UNITS = ("frame", "group")
 
 
-def assign_groups(groups: np.ndarray, fractions: Sequence[float], seed: int) -> np.ndarray:
-    """Split number (0..len(fractions)-1) for every frame: the sorted unique groups are permuted with ``seed`` and
-    cut at the cumulative ``fractions`` of the group count."""
+def split_frames(groups: np.ndarray, sizes: dict[str, int | None], seed: int,
+                 by: str = "frame") -> dict[str, np.ndarray]:
+    """Sorted frame indices of each split.
+
+    Args:
+        groups: group id of every frame [N] (only read with ``by="group"``).
+        sizes: {split name: number of units}, training split first; its size ``None`` or 0 means all units not
+            held out. Held-out sizes must be positive or 0.
+        seed: permutation seed.
+        by: ``frame`` (units are frames) or ``group`` (units are whole groups, e.g. trajectories).
+    """
+    if by not in SPLIT_UNITS:
+        raise ConfigError(f"split unit must be one of {', '.join(SPLIT_UNITS)}, got {by!r}")
+    groups = np.asarray(groups)
+    units = np.arange(len(groups)) if by == "frame" else np.unique(groups)
+    names = list(sizes)
+    held = {name: int(sizes[name] or 0) for name in names[1:]}
+    first = int(sizes[names[0]] or 0)
+    if any(v < 0 for v in held.values()) or first < 0:
+        raise ConfigError(f"split sizes must be >= 0, got {sizes}")
+    n_held = sum(held.values())
+    if n_held >= len(units):
+        raise ConfigError(f"cannot hold out {n_held} {by}s ({held}) out of {len(units)}: none would be left to train")
+    if first > len(units) - n_held:
+        raise ConfigError(f"{names[0]} asks for {first} {by}s but only {len(units) - n_held} are left after "
+                          f"holding out {held}")
+    order = units[np.random.default_rng(seed).permutation(len(units))]
+    chosen: dict[str, np.ndarray] = {}
+    start = 0
+    for name, count in held.items():
+        chosen[name] = order[start:start + count]
+        start += count
+    chosen[names[0]] = order[start:start + first] if first else order[start:]
+    if by == "frame":
+        return {name: np.sort(chosen[name]) for name in names}
+    return {name: np.flatnonzero(np.isin(groups, chosen[name])) for name in names}
+
+
+def sizes_from_fractions(fractions: Sequence[float], n_units: int) -> list[int]:
+    """Unit counts for ``fractions`` (non-negative, summing to 1) of ``n_units``: cuts at the rounded cumulative
+    fractions, so the counts sum to ``n_units``."""
     fr = np.asarray(fractions, float)
     if (fr < 0).any() or abs(fr.sum() - 1.0) > 1e-6:
         raise ConfigError(f"split fractions must be non-negative and sum to 1, got {list(fractions)}")
-    unique = np.unique(groups)
-    perm = np.random.default_rng(seed).permutation(len(unique))
-    cuts = np.rint(np.cumsum(fr) * len(unique)).astype(np.int64)
-    split_of_rank = np.searchsorted(cuts, np.arange(len(unique)), side="right")
-    split_of_group = np.empty(len(unique), np.int64)
-    split_of_group[perm] = split_of_rank
-    return split_of_group[np.searchsorted(unique, groups)]
+    cuts = np.rint(np.cumsum(fr) * n_units).astype(np.int64)
+    return np.diff(np.concatenate([[0], cuts])).tolist()
 
 
-def _fingerprint(reader: ShardReader) -> int:
-    return int(reader.h5["frames/natoms"].attrs.get("crc32", 0))
-
-
-def split_by_group(paths: str | os.PathLike | Sequence[str | os.PathLike], outdir: str | os.PathLike,
-                   fractions: Sequence[float], names: Sequence[str], seed: int) -> dict[str, tuple[Path, int, int]]:
-    """Write ``outdir/<name>.idx.npz`` per split; returns {name: (path, frames, groups)}."""
-    if len(names) != len(fractions) or len(set(names)) != len(names):
-        raise ConfigError(f"need one distinct name per fraction, got names {list(names)} for {list(fractions)}")
-    shard_paths, _ = resolve_paths(paths)
-    groups, counts, prints = [], [], []
+def write_splits(paths: PathsLike, outdir: str | os.PathLike, names: Sequence[str], seed: int, by: str = "group",
+                 fractions: Sequence[float] | None = None,
+                 counts: Sequence[int] | None = None) -> dict[str, tuple[Path, int, int]]:
+    """Split the frames of ``paths`` (sizes given as ``fractions`` or unit ``counts``, one per name, training first)
+    and write ``outdir/<name>.idx.npz`` per split; returns {name: (path, frames, groups)}."""
+    sizes = fractions if fractions is not None else counts
+    if sizes is None or (fractions is not None and counts is not None):
+        raise ConfigError("give split sizes either as fractions or as counts")
+    if len(names) != len(sizes) or len(set(names)) != len(names):
+        raise ConfigError(f"need one distinct name per split size, got names {list(names)} for {list(sizes)}")
+    shard_paths, subset = resolve_paths(paths)
+    if subset is not None:
+        raise ConfigError(f"{paths}: split the shards themselves, not an index file")
+    groups, n_frames, prints = [], [], []
     for p in shard_paths:
         with ShardReader(p) as r:
             groups.append(r.column("group").astype(np.int64))
-            counts.append(r.n_frames)
-            prints.append(_fingerprint(r))
+            n_frames.append(r.n_frames)
+            prints.append(shard_fingerprint(r))
     all_groups = np.concatenate(groups)
-    split = assign_groups(all_groups, fractions, seed)
+    n_units = len(all_groups) if by == "frame" else len(np.unique(all_groups))
+    unit_counts = sizes_from_fractions(fractions, n_units) if fractions is not None else [int(c) for c in counts]
+    if fractions is None and sum(unit_counts) > n_units:
+        raise ConfigError(f"split counts {unit_counts} add up to more than the {n_units} {by}s")
+    split = split_frames(all_groups, dict(zip(names, unit_counts)), seed, by)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    rel = np.array([os.path.relpath(Path(p).resolve(), outdir.resolve()) for p in shard_paths])
     written = {}
     for k, name in enumerate(names):
-        indices = np.flatnonzero(split == k).astype(np.int64)
-        target = outdir / f"{name}.idx.npz"
-        with atomic_path(target, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, shards=rel, shard_n_frames=np.array(counts, np.int64),
-                     shard_natoms_crc32=np.array(prints, np.int64), indices=indices, seed=np.int64(seed),
-                     fractions=np.asarray(fractions, float), names=np.array(names), split=np.int64(k))
-        written[name] = (target, int(indices.size), int(np.unique(all_groups[indices]).size))
+        target = write_index(outdir / f"{name}{SUFFIX}", shard_paths, n_frames, prints, split[name],
+                             seed=np.int64(seed), by=by, sizes=np.asarray(unit_counts), names=np.array(names),
+                             split=np.int64(k))
+        written[name] = (target, int(split[name].size), int(np.unique(all_groups[split[name]]).size))
     return written
-
-
-def load_index(path: Path) -> tuple[list[Path], np.ndarray]:
-    """(shard paths, global frame indices) of a split index file; checks the shards are the ones it was made from."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            rel, n_frames, prints, indices = z["shards"], z["shard_n_frames"], z["shard_natoms_crc32"], z["indices"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable split index file: {exc}") from None
-    shards = [(path.parent / str(r)).resolve() for r in rel]
-    for shard, n, fp in zip(shards, n_frames, prints):
-        with ShardReader(shard) as r:
-            if r.n_frames != int(n) or _fingerprint(r) != int(fp):
-                raise DataError(f"{path}: shard {shard} changed since the split was made "
-                                f"({r.n_frames} frames now, {int(n)} then); split again")
-    return shards, indices.astype(np.int64)

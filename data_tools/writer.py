@@ -1,8 +1,8 @@
 """Streaming writer for sciml HDF5 shards: buffers frames, appends to chunked resizable arrays, checksums as it goes.
 
-The file is written to a temporary path and only renamed to its final name by :meth:`AtomsWriter.commit`, so an
-interrupted conversion never leaves a file that looks complete (the root attribute ``complete`` is also only set
-then).
+The file is written to a temporary path and only renamed to its final name by the caller once :meth:`AtomsWriter.finish`
+returned, so an interrupted conversion never leaves a file that looks complete (the root attribute ``complete`` is
+also only set then).
 """
 
 from __future__ import annotations
@@ -18,11 +18,28 @@ from typing import Any
 import h5py
 import numpy as np
 
-from data_tools.format import (ATOM_CHUNK, ATOM_FIELDS, ENERGY_CONVENTIONS, FORMAT_NAME, FRAME_CHUNK, FRAME_FIELDS,
-                               SCHEMA_VERSION)
+from data_tools.format import (ATOM_CHUNK, ATOM_FIELDS, ENERGY_CONVENTIONS, EXTRA_NAME, FORMAT_NAME, FRAME_CHUNK,
+                               FRAME_FIELDS, PAIR_CHUNK, PAIR_COUNT, PAIR_INDEX, RESERVED_EXTRA_NAMES, SCHEMA_VERSION,
+                               row_kind)
 from sciml.errors import DataError
 
 MAX_Z = 118
+_CHUNK = {"atoms": ATOM_CHUNK, "frames": FRAME_CHUNK, "pairs": PAIR_CHUNK}
+
+
+@dataclass
+class Extras:
+    """Model-specific arrays stored with a frame under ``/extras`` (schema 2), e.g. cached input features.
+
+    ``atoms``: {name: [n, ...]}; ``frames``: {name: one value or array per frame}; ``pair_index`` [P, 2] the two atoms
+    of each pair (indices within the frame) with ``pairs``: {name: [P, ...]}. Names are lower-case identifiers; every
+    frame of a shard carries the same names, dtypes and trailing shapes. Units are the producer's to document.
+    """
+
+    atoms: dict[str, np.ndarray] = field(default_factory=dict)
+    frames: dict[str, Any] = field(default_factory=dict)
+    pair_index: np.ndarray | None = None
+    pairs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -41,6 +58,33 @@ class Frame:
     group: int = 0
     frame_id: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # optional per-frame fields: ref_energy, stress, charge, ...
+    extras: Extras | None = None  # optional model-specific arrays (/extras)
+
+
+def _validate_extras(extras: Extras, n: int) -> str | None:
+    n_pairs = 0
+    if extras.pair_index is not None:
+        index = np.asarray(extras.pair_index)
+        if index.ndim != 2 or index.shape[1] != 2 or not np.issubdtype(index.dtype, np.integer):
+            return f"extras pair_index must be an integer array [P, 2], got {index.dtype} {index.shape}"
+        if index.size and (index.min() < 0 or index.max() >= n):
+            return f"extras pair_index holds atom indices outside 0..{n - 1}"
+        n_pairs = index.shape[0]
+    elif extras.pairs:
+        return "extras pair arrays given without pair_index"
+    for kind, arrays, rows in (("atoms", extras.atoms, n), ("frames", extras.frames, None),
+                               ("pairs", extras.pairs, n_pairs)):
+        for name, value in arrays.items():
+            if not EXTRA_NAME.match(name) or name in RESERVED_EXTRA_NAMES[kind]:
+                return f"invalid extras name {kind}/{name!r} (lower-case identifier, not {RESERVED_EXTRA_NAMES[kind]})"
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "biuf":
+                return f"extras {kind}/{name} must be numeric or boolean, got dtype {arr.dtype}"
+            if rows is not None and (arr.ndim == 0 or arr.shape[0] != rows):
+                return f"extras {kind}/{name} has shape {arr.shape}, expected {rows} rows"
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                return f"non-finite extras {kind}/{name}"
+    return None
 
 
 def validate_frame(frame: Frame) -> str | None:
@@ -77,11 +121,65 @@ def validate_frame(frame: Frame) -> str | None:
             return f"unknown per-frame field {key!r}"
         if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all():
             return f"non-finite {key}"
-    return None
+    return _validate_extras(frame.extras, n) if frame.extras is not None else None
+
+
+def frame_arrays(frame: Frame, storage: bool = True) -> dict[str, np.ndarray]:
+    """``frame`` as rows of the stored arrays, keyed by HDF5 path (``atoms/positions``, ``frames/energy``,
+    ``extras/pairs/index``, ...). ``storage=False`` keeps positions and forces in float64 instead of the stored
+    float32 (model input for inference); a missing energy is then left out instead of being an error."""
+    n = len(frame.numbers)
+    out: dict[str, np.ndarray] = {}
+
+    def put(group: str, name: str, value: Any, shape: tuple[int, ...]) -> None:
+        dtype = (ATOM_FIELDS if group == "atoms" else FRAME_FIELDS)[name][0]
+        if not storage and dtype.kind == "f":
+            dtype = np.dtype(np.float64)
+        out[f"{group}/{name}"] = np.asarray(value, dtype=dtype).reshape(shape)
+
+    put("atoms", "numbers", frame.numbers, (n,))
+    put("atoms", "positions", frame.positions, (n, 3))
+    if frame.forces is not None:
+        put("atoms", "forces", frame.forces, (n, 3))
+    put("atoms", "fixed", np.zeros(n) if frame.fixed is None else frame.fixed, (n,))
+    put("atoms", "tags", np.zeros(n) if frame.tags is None else frame.tags, (n,))
+    put("frames", "natoms", n, (1,))
+    if frame.energy is not None or storage:
+        put("frames", "energy", frame.energy, (1,))
+    put("frames", "cell", np.zeros((3, 3)) if frame.cell is None else frame.cell, (1, 3, 3))
+    put("frames", "pbc", np.zeros(3) if frame.pbc is None else frame.pbc, (1, 3))
+    put("frames", "group", frame.group, (1,))
+    put("frames", "frame_id", frame.frame_id, (1,))
+    for key, value in frame.extra.items():
+        put("frames", key, value, (1,) + FRAME_FIELDS[key][1])
+    if frame.extras is not None:
+        out.update(_extras_arrays(frame.extras))
+    return out
+
+
+def _extras_arrays(extras: Extras) -> dict[str, np.ndarray]:
+    def stored(value: Any) -> np.ndarray:
+        arr = np.asarray(value)
+        return arr.astype(np.uint8) if arr.dtype == np.bool_ else arr
+
+    out = {f"extras/atoms/{k}": stored(v) for k, v in extras.atoms.items()}
+    out.update({f"extras/frames/{k}": stored(v)[None] for k, v in extras.frames.items()})
+    if extras.pair_index is not None:
+        index = np.asarray(extras.pair_index, dtype=np.int32).reshape(-1, 2)
+        out[PAIR_INDEX] = index
+        out[PAIR_COUNT] = np.array([index.shape[0]], np.uint32)
+        out.update({f"extras/pairs/{k}": stored(v) for k, v in extras.pairs.items()})
+    return out
 
 
 def _crc(arr: np.ndarray, crc: int) -> int:
     return zlib.crc32(np.ascontiguousarray(arr).view(np.uint8).reshape(-1), crc)
+
+
+def _units(path: str) -> str:
+    group, _, name = path.partition("/")
+    spec = {"atoms": ATOM_FIELDS, "frames": FRAME_FIELDS}.get(group)
+    return spec[name][2] if spec is not None else ""
 
 
 class AtomsWriter:
@@ -107,99 +205,75 @@ class AtomsWriter:
         self._buf: dict[str, list[np.ndarray]] = {}
         self._crc: dict[str, int] = {}
         self._nonzero: dict[str, bool] = {}
-        self._fields: tuple[set[str], set[str]] | None = None  # (atom fields, frame fields), fixed by frame 0
+        self._layout: dict[str, tuple[np.dtype, tuple[int, ...]]] | None = None  # path -> (dtype, row shape)
         self.n_frames = 0
         self.n_atoms = 0
         self._elements: set[int] = set()
 
-    def _use_layout(self, layout: tuple[set[str], set[str]], message: str) -> None:
-        """Create the arrays for ``layout`` on first use; later raise DataError(``message`` with the differing
-        names) if a frame brings another set of arrays."""
-        if self._fields is None:
-            self._fields = layout
+    def _use_layout(self, arrays: dict[str, np.ndarray], message: str) -> None:
+        """Create the arrays on first use; later raise DataError(``message`` with the differing names) if a frame
+        brings another set of arrays (or extras of another dtype or shape)."""
+        layout = {path: (arr.dtype, arr.shape[1:]) for path, arr in arrays.items()}
+        if self._layout is None:
+            self._layout = layout
             self._create(layout)
-        elif layout != self._fields:
-            diff = (self._fields[0] ^ layout[0]) | (self._fields[1] ^ layout[1])
+            return
+        if layout.keys() != self._layout.keys():
+            diff = {p.rpartition("/")[2] if not p.startswith("extras") else p for p in
+                    layout.keys() ^ self._layout.keys()}
             raise DataError(message.format(sorted(diff)))
-
-    def _layout(self, frame: Frame) -> tuple[set[str], set[str]]:
-        atom = {"numbers", "positions", "fixed", "tags"} | ({"forces"} if frame.forces is not None else set())
-        per_frame = {"natoms", "energy", "cell", "pbc", "group", "frame_id"} | set(frame.extra)
-        return atom, per_frame
+        for path, (dtype, shape) in layout.items():
+            if path.startswith("extras") and (dtype, shape) != self._layout[path]:
+                raise DataError(f"{path}: dtype/shape {dtype}{list(shape)} differs from the first frame's "
+                                f"{self._layout[path][0]}{list(self._layout[path][1])}")
 
     def append(self, frame: Frame) -> None:
         """Buffer one validated frame (call :func:`validate_frame` first). Raises DataError on a layout change."""
-        self._use_layout(self._layout(frame), "fields {} present in some frames but not in others "
-                                              "(all frames of a shard must carry the same fields)")
-        n = len(frame.numbers)
-        b = self._buf
-        b["numbers"].append(np.asarray(frame.numbers, dtype=np.uint8))
-        b["positions"].append(np.asarray(frame.positions, dtype=np.float32))
-        if frame.forces is not None:
-            b["forces"].append(np.asarray(frame.forces, dtype=np.float32))
-        b["fixed"].append(np.zeros(n, np.uint8) if frame.fixed is None else np.asarray(frame.fixed, dtype=np.uint8))
-        b["tags"].append(np.zeros(n, np.int8) if frame.tags is None else np.asarray(frame.tags, dtype=np.int8))
-        b["natoms"].append(np.array([n], np.uint32))
-        b["energy"].append(np.array([frame.energy], np.float64))
-        b["cell"].append(np.zeros((1, 3, 3)) if frame.cell is None else np.asarray(frame.cell, np.float64)[None])
-        b["pbc"].append(np.zeros((1, 3), np.uint8) if frame.pbc is None
-                        else np.asarray(frame.pbc, dtype=np.uint8).reshape(1, 3))
-        b["group"].append(np.array([frame.group], np.int64))
-        b["frame_id"].append(np.array([frame.frame_id], np.int64))
-        for key, value in frame.extra.items():
-            b[key].append(np.asarray(value, dtype=FRAME_FIELDS[key][0]).reshape((1,) + FRAME_FIELDS[key][1]))
-        self._elements.update(np.unique(frame.numbers).tolist())
-        self.n_frames += 1
-        self.n_atoms += n
-        self._buffered += 1
-        if self._buffered >= self._flush_frames:
-            self._flush()
+        self._append(frame_arrays(frame), "fields {} present in some frames but not in others "
+                                          "(all frames of a shard must carry the same fields)")
 
-    def append_arrays(self, atoms: dict[str, np.ndarray], frames: dict[str, np.ndarray]) -> None:
-        """Append frames given as stored arrays (``/atoms/*`` rows and ``/frames/*`` rows, ``natoms`` included),
-        e.g. a range read from another shard; used to merge shards."""
-        self._use_layout((set(atoms), set(frames)), "arrays {} differ between the shards being merged")
-        for name, arr in atoms.items():
-            self._buf[name].append(np.asarray(arr, dtype=ATOM_FIELDS[name][0]))
-        for name, arr in frames.items():
-            self._buf[name].append(np.asarray(arr, dtype=FRAME_FIELDS[name][0]))
-        n = len(frames["natoms"])
+    def append_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Append frames given as stored arrays keyed by HDF5 path (``ShardReader.raw_rows`` of another shard, with
+        ``frames/natoms`` and, where there are pairs, ``extras/pairs/count``); used to merge shards."""
+        self._append(arrays, "arrays {} differ between the shards being merged")
+
+    def _append(self, arrays: dict[str, np.ndarray], message: str) -> None:
+        self._use_layout(arrays, message)
+        for path, arr in arrays.items():
+            self._buf[path].append(arr)
+        n = len(arrays["frames/natoms"])
         self.n_frames += n
-        self.n_atoms += len(atoms["numbers"])
-        self._elements.update(np.unique(atoms["numbers"]).tolist())
+        self.n_atoms += len(arrays["atoms/numbers"])
+        self._elements.update(np.unique(arrays["atoms/numbers"]).tolist())
         self._buffered += n
         if self._buffered >= self._flush_frames:
             self._flush()
 
-    def _create(self, layout: tuple[set[str], set[str]]) -> None:
-        for group, fields, spec, chunk in (("atoms", layout[0], ATOM_FIELDS, ATOM_CHUNK),
-                                           ("frames", layout[1], FRAME_FIELDS, FRAME_CHUNK)):
-            grp = self._h5.require_group(group)
-            for name in sorted(fields):
-                dtype, shape, units = spec[name]
-                ds = grp.create_dataset(name, shape=(0,) + shape, maxshape=(None,) + shape, dtype=dtype,
-                                        chunks=(chunk,) + shape)
-                if units:
-                    ds.attrs["units"] = units
-                self._buf[name] = []
-                self._crc[name] = 0
-                self._nonzero[name] = False
+    def _create(self, layout: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> None:
+        for path in sorted(layout):
+            dtype, shape = layout[path]
+            ds = self._h5.create_dataset(path, shape=(0,) + shape, maxshape=(None,) + shape, dtype=dtype,
+                                         chunks=(_CHUNK[row_kind(path)],) + shape)
+            if _units(path):
+                ds.attrs["units"] = _units(path)
+            self._buf[path] = []
+            self._crc[path] = 0
+            self._nonzero[path] = False
 
     def _flush(self) -> None:
-        if not self._fields:
+        if not self._layout:
             return
-        for group, fields in (("atoms", self._fields[0]), ("frames", self._fields[1])):
-            for name in fields:
-                if not self._buf[name]:
-                    continue
-                data = np.concatenate(self._buf[name])
-                ds = self._h5[group][name]
-                start = ds.shape[0]
-                ds.resize(start + data.shape[0], axis=0)
-                ds[start:] = data
-                self._crc[name] = _crc(data.astype(ds.dtype, copy=False), self._crc[name])
-                self._nonzero[name] = self._nonzero[name] or bool(data.any())
-                self._buf[name] = []
+        for path in self._layout:
+            if not self._buf[path]:
+                continue
+            ds = self._h5[path]
+            data = np.concatenate(self._buf[path]).astype(ds.dtype, copy=False)
+            start = ds.shape[0]
+            ds.resize(start + data.shape[0], axis=0)
+            ds[start:] = data
+            self._crc[path] = _crc(data, self._crc[path])
+            self._nonzero[path] = self._nonzero[path] or bool(data.any())
+            self._buf[path] = []
         self._buffered = 0
 
     def finish(self) -> None:
@@ -208,10 +282,9 @@ class AtomsWriter:
             self._h5.close()
             raise DataError(f"{self.path}: no valid frames to write")
         self._flush()
-        for group, fields in (("atoms", self._fields[0]), ("frames", self._fields[1])):
-            for name in fields:
-                self._h5[group][name].attrs["crc32"] = np.uint32(self._crc[name])
-                self._h5[group][name].attrs["all_zero"] = not self._nonzero[name]
+        for path in self._layout:
+            self._h5[path].attrs["crc32"] = np.uint32(self._crc[path])
+            self._h5[path].attrs["all_zero"] = not self._nonzero[path]
         a = self._h5.attrs
         a["format"] = FORMAT_NAME
         a["schema_version"] = SCHEMA_VERSION

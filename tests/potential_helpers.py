@@ -22,12 +22,13 @@ def potential_config(elements_file: str = "unused.xyz", **model: Any) -> dict[st
 
 
 def make_model(elements: list[int], dtype: torch.dtype = torch.float64, seed: int = 0, **model: Any) -> torch.nn.Module:
-    """A TDNPotential with random weights and plausible statistics (E0 = -Z eV, scale 0.5 eV)."""
+    """A TDN potential (ForceField) with random weights and plausible statistics (E0 = -Z eV, scale 0.5 eV)."""
     from sciml.potential.task import build_potential
 
     torch.manual_seed(seed)
     net = build_potential(potential_config(**model)["model"])
-    net.set_statistics(elements, {z: -float(z) for z in elements}, scale=0.5, shift=0.0, avg_num_neighbors=10.0)
+    net.model.set_statistics(elements, {z: -float(z) for z in elements}, scale=0.5, shift=0.0,
+                             avg_num_neighbors=10.0)
     return net.to(dtype)
 
 
@@ -41,8 +42,11 @@ def write_checkpoint(path: Path, elements: list[int], **model: Any) -> Path:
     return path
 
 
-def batch_of(structures: list, dtype: torch.dtype = torch.float64) -> Any:
-    """ASE structures -> model input with the torch radius graph built by the model."""
-    from sciml.potential.atoms import batch_structures
+def batch_of(structures: list) -> Any:
+    """ASE structures -> model input (float64) without edges: the model builds the torch radius graph."""
+    from data_tools.neighbors import NeighborList
+    from sciml.potential.inputs import ModelInputs
 
-    return batch_structures(structures, dtype, None, "cpu")
+    return ModelInputs(NeighborList(5.0, "torch")).from_atoms(structures)
+
+

@@ -176,11 +176,11 @@ def test_shards_and_workers_give_identical_output(shared_dir, tmp_path):
     assert [ShardReader(p).n_frames for p in par.outputs] == [300] * 5
     for p, q in zip(seq.outputs, par.outputs):
         with ShardReader(p) as a, ShardReader(q) as b:
-            for name in a.atom_fields + a.frame_fields:
-                group = "atoms" if name in a.atom_fields else "frames"
-                assert np.array_equal(a.read_raw(group, name, 0, a.n_atoms if group == "atoms" else a.n_frames),
-                                      b.read_raw(group, name, 0, b.n_atoms if group == "atoms" else b.n_frames))
-                assert a.h5[group][name].attrs["crc32"] == b.h5[group][name].attrs["crc32"]
+            rows_a, rows_b = a.raw_rows(0, a.n_frames), b.raw_rows(0, b.n_frames)
+            assert rows_a.keys() == rows_b.keys()
+            for path in rows_a:
+                assert np.array_equal(rows_a[path], rows_b[path]), path
+                assert a.h5[path].attrs["crc32"] == b.h5[path].attrs["crc32"]
             assert a.verify() == b.verify() == []
     one = convert(srcs, tmp_path / "c" / "d.h5", ConvertOptions(workers=2, **QUIET))
     assert one.outputs == [tmp_path / "c" / "d.h5"] and ShardReader(one.outputs[0]).n_frames == 1500
@@ -260,10 +260,10 @@ def _assert_same_outputs(a: list[Path], b: list[Path]) -> None:
     for p, q in zip(a, b):
         with ShardReader(p) as x, ShardReader(q) as y:
             assert x.n_frames == y.n_frames and x.n_atoms == y.n_atoms
-            assert x.atom_fields == y.atom_fields and x.frame_fields == y.frame_fields
-            for group, fields, n in (("atoms", x.atom_fields, x.n_atoms), ("frames", x.frame_fields, x.n_frames)):
-                for name in fields:
-                    assert np.array_equal(x.read_raw(group, name, 0, n), y.read_raw(group, name, 0, n)), name
+            assert x.arrays == y.arrays
+            rows_x, rows_y = x.raw_rows(0, x.n_frames), y.raw_rows(0, y.n_frames)
+            for path in rows_x:
+                assert np.array_equal(rows_x[path], rows_y[path]), path
             assert x.verify() == y.verify() == []
 
 

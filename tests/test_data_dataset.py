@@ -11,9 +11,10 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from data_tools.convert import ConvertOptions, convert
-from data_tools.dataset import AtomsDataset, collate_atoms
+from data_tools.collate import collate_atoms
+from data_tools.dataset import AtomsDataset
 from data_tools.sampler import BlockShuffleBatchSampler
-from sciml.training.task import ResumableBatchSampler
+from data_tools.sampler import ResumableBatchSampler
 
 
 @pytest.fixture(scope="module")

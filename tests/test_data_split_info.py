@@ -11,7 +11,7 @@ import pytest
 
 from data_tools.convert import ConvertOptions, convert
 from data_tools.dataset import AtomsDataset
-from data_tools.splits import assign_groups
+from data_tools.splits import sizes_from_fractions, split_frames
 from sciml.cli import main
 from sciml.errors import ConfigError, DataError
 
@@ -28,17 +28,19 @@ def oc20_like(shared_dir, tmp_path_factory):
     return out.outputs, np.array(sids)
 
 
-def test_assign_groups_never_leaks_and_is_deterministic():
+def test_group_split_never_leaks_and_is_deterministic():
     groups = np.random.default_rng(0).integers(0, 300, 5000)
-    a = assign_groups(groups, [0.8, 0.1, 0.1], seed=4)
-    assert (a == assign_groups(groups, [0.8, 0.1, 0.1], seed=4)).all()
-    assert not (a == assign_groups(groups, [0.8, 0.1, 0.1], seed=5)).all()
-    for g in np.unique(groups):
-        assert len(set(a[groups == g].tolist())) == 1
-    n_groups = [len(np.unique(groups[a == k])) for k in range(3)]
-    assert n_groups == [240, 30, 30]
+    sizes = dict(zip(("train", "val", "test"), sizes_from_fractions([0.8, 0.1, 0.1], len(np.unique(groups)))))
+    a = split_frames(groups, sizes, seed=4, by="group")
+    assert all(np.array_equal(a[k], v) for k, v in split_frames(groups, sizes, seed=4, by="group").items())
+    assert not np.array_equal(a["val"], split_frames(groups, sizes, seed=5, by="group")["val"])
+    assert sorted(np.concatenate(list(a.values())).tolist()) == list(range(len(groups)))
+    members = {k: set(groups[v].tolist()) for k, v in a.items()}
+    assert not (members["train"] & members["val"]) and not (members["val"] & members["test"])
+    assert not (members["train"] & members["test"])
+    assert [len(members[k]) for k in ("train", "val", "test")] == [240, 30, 30]
     with pytest.raises(ConfigError, match="sum to 1"):
-        assign_groups(groups, [0.5, 0.2], seed=0)
+        sizes_from_fractions([0.5, 0.2], 10)
 
 
 def test_split_cli_and_dataset_accepts_index(oc20_like, tmp_path, capsys):

@@ -1,5 +1,5 @@
-"""Every Python example in README.md and docs/*.md, and the example scripts relax_molecule.py and mskf_hook_tile.py,
-run as written from a clean directory (shipped data only). A block preceded by
+"""Every Python example in README.md and docs/*.md, and the example scripts relax_molecule.py, mskf_hook_tile.py and
+custom_model.py, run as written from a clean directory (shipped data only). A block preceded by
 ``<!-- docs-example: not run (REASON) -->`` is skipped."""
 
 from __future__ import annotations
@@ -65,3 +65,11 @@ def test_mskf_hook_example_returns_fortran_tendencies(tmp_path):
     result = _run([str(ROOT / "examples" / "mskf_hook_tile.py")], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rthcuten: shape" in result.stdout and "Fortran-ordered False" not in result.stdout, result.stdout
+
+
+def test_custom_model_example_is_invariant(tmp_path):
+    result = _run([str(ROOT / "examples" / "custom_model.py")], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = re.search(r"sum of forces = ([\d.e+-]+) eV/A, E after a rotation and translation - E = ([\d.e+-]+) eV",
+                  result.stdout)
+    assert m and float(m.group(1)) < 1e-10 and abs(float(m.group(2))) < 1e-10, result.stdout

@@ -44,8 +44,8 @@ def test_cuda_force_training_reduces_loss() -> None:
     frames = pb.read_xyz(pb.ACAC, 16)
     torch.manual_seed(0)
     model = pb.build_model([1, 6, 8], cuda, lmax=2, channels=32, layers=2, tensor_product="cp").train()
-    model.set_statistics([1, 6, 8], {1: -13.57, 6: -1026.85, 8: -2037.80}, scale=1.0, shift=0.0,
-                         avg_num_neighbors=12.0)
+    model.model.set_statistics([1, 6, 8], {1: -13.57, 6: -1026.85, 8: -2037.80}, scale=1.0, shift=0.0,
+                               avg_num_neighbors=12.0)
     batch = pb.make_batch(frames, 16, cuda, 5.0)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = []

@@ -9,8 +9,9 @@ import torch
 from potential_helpers import ACAC, TOY_SLAB, batch_of, make_model
 from scipy.spatial.transform import Rotation
 
-from models.potential.neighbors import radius_graph, radius_graph_vesin
-from models.tdn_potential import TDNPotential, UnknownElementError
+from data_tools.neighbors import radius_graph, radius_graph_vesin
+from models.potential.base import UnknownElementError
+from models.potential.forces import ForceField
 
 HCO = [1, 6, 8]
 
@@ -25,7 +26,7 @@ def slab():
     return ase.io.read(str(TOY_SLAB), 0)
 
 
-def energy_forces(model: TDNPotential, structures: list) -> tuple[torch.Tensor, torch.Tensor]:
+def energy_forces(model: ForceField, structures: list) -> tuple[torch.Tensor, torch.Tensor]:
     out = model(batch_of(structures))
     return out["energy"].detach(), out["forces"].detach()
 
@@ -171,11 +172,11 @@ def test_unseen_element_is_named(slab) -> None:
 def test_float32_energy_keeps_reference_precision(acac_frames: list) -> None:
     model64 = make_model(HCO)
     model32 = make_model(HCO).to(torch.float32)
-    model32.set_statistics(HCO, {1: -13.568422178253735, 6: -1026.8538996116154, 8: -2037.796869412825},
+    model32.model.set_statistics(HCO, {1: -13.568422178253735, 6: -1026.8538996116154, 8: -2037.796869412825},
                            scale=0.5, shift=0.0, avg_num_neighbors=10.0)
-    model64.set_statistics(HCO, {1: -13.568422178253735, 6: -1026.8538996116154, 8: -2037.796869412825},
+    model64.model.set_statistics(HCO, {1: -13.568422178253735, 6: -1026.8538996116154, 8: -2037.796869412825},
                            scale=0.5, shift=0.0, avg_num_neighbors=10.0)
-    e32 = model32(batch_of(acac_frames, torch.float32), compute_forces=False)["energy"]
+    e32 = model32(batch_of(acac_frames), compute_forces=False)["energy"]
     e64 = model64(batch_of(acac_frames), compute_forces=False)["energy"]
     assert e32.dtype == torch.float64
     assert (e32 - e64).abs().max().item() < 2e-5  # float32 would round totals of ~-5800 eV to ~0.5 meV

@@ -73,14 +73,14 @@ def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path: Path) -> None:
 def test_splits_by_frame_group_and_explicit_files(tmp_path: Path) -> None:
     import numpy as np
 
-    from sciml.potential.data import split_indices
+    from data_tools.splits import split_frames
     from sciml.potential.task import PotentialTask
 
     groups = np.repeat(np.arange(5), [3, 1, 4, 2, 2])  # e.g. 5 trajectories of uneven length
-    train, val = split_indices(len(groups), groups, 0, 2, seed=1, by="group")
+    train, val = split_frames(groups, {"train": 0, "val": 2}, seed=1, by="group").values()
     assert set(groups[train]).isdisjoint(groups[val]) and len(set(groups[val])) == 2
     assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(groups)))
-    train, val = split_indices(500, np.zeros(500), 450, 50, seed=0)
+    train, val = split_frames(np.zeros(500), {"train": 450, "val": 50}, seed=0).values()
     assert len(train) == 450 and len(val) == 50 and not set(train) & set(val)
 
     cfg = config(tmp_path, "x")

@@ -1,1 +1,2 @@
-"""Building blocks of the TDN interatomic potential (models/tdn_potential.py)."""
+"""Atomistic potentials: the energy-model contract (``base``), forces and stress of any energy model (``forces``) and
+the building blocks of the TDN network (``interaction``, ``radial``, ``readout``)."""

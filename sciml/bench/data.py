@@ -127,7 +127,8 @@ def loader_benchmarks(shard: Path, repeats: int, workers: list[int], device: str
     to ``device`` from pinned memory when it is CUDA). The first worker count is reported as ``dataloader``."""
     import torch
 
-    from data_tools.dataset import AtomsDataset, collate_atoms
+    from data_tools.collate import collate_atoms
+    from data_tools.dataset import AtomsDataset
     from data_tools.sampler import BlockShuffleBatchSampler
 
     ds = AtomsDataset(shard)

@@ -1,4 +1,5 @@
-"""ASE calculator for trained sciml interatomic potentials (``sciml train`` checkpoints of ``task: potential``)."""
+"""ASE calculator for trained sciml interatomic potentials (``sciml train`` checkpoints of ``task: potential``, any
+registered energy model)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from sciml.errors import DataError
-from sciml.potential.atoms import batch_structures, chunks_by_atoms
+from sciml.potential.inputs import ModelInputs, chunks_by_atoms
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -31,35 +32,40 @@ def _voigt(stress: np.ndarray) -> np.ndarray:
 
 class MLIPCalculator(Calculator):
     """Energy (eV), free_energy (= energy), forces (eV/Angstrom) and, for 3-D periodic cells, stress (eV/Angstrom^3,
-    Voigt) from a TDN potential.
+    Voigt) from a trained potential.
 
-    Neighbour lists: vesin on the CPU where installed, else the model's torch radius graph (works on GPU).
-    Elements absent from the training data raise :class:`~sciml.errors.DataError` naming them.
-    Use ``dtype="float64"`` for relaxations and MD (tighter forces).
+    ``model``: a :class:`~models.potential.forces.ForceField` or a bare energy model (wrapped here). Inputs go through
+    the model's own featuriser (neighbour lists: ``neighbors`` auto = vesin on the CPU where installed, else the
+    model's torch radius graph, which runs on GPU). Elements absent from the training data raise
+    :class:`~sciml.errors.DataError` naming them. Use ``dtype="float64"`` for relaxations and MD (tighter forces).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
-                 **kwargs: Any):
+                 neighbors: str = "auto", **kwargs: Any):
         super().__init__(**kwargs)
-        from models.potential.neighbors import have_vesin
+        from models.potential.base import EnergyModel
+        from models.potential.forces import ForceField
 
+        if isinstance(model, EnergyModel):
+            model = ForceField(model)
+        if not isinstance(model, ForceField):
+            raise TypeError(f"MLIPCalculator needs a ForceField or an EnergyModel, got {type(model).__name__}")
         self.device = torch.device(device)
         self.dtype = _dtype(dtype)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
-        self.cutoff = float(self.model.cutoff)
-        self._vesin = have_vesin()
+        self.inputs = ModelInputs(model.model.featurizer(neighbors))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
                         dtype: str | torch.dtype = "float32", use_ema: bool = True, **kwargs: Any) -> MLIPCalculator:
-        """Load a ``sciml train`` checkpoint (``best.pt``, ``last.pt`` or a shipped ``.pt``)."""
-        from models.tdn_potential import TDNPotential
+        """Load a ``sciml train`` checkpoint (``best.pt``, ``last.pt`` or a shipped ``.pt``) of any registered model."""
+        from models.potential.forces import ForceField
         from sciml.training.checkpoint import load_model
 
         model, _, _ = load_model(path, device=device, dtype=_dtype(dtype), use_ema=use_ema)
-        if not isinstance(model, TDNPotential):
+        if not isinstance(model, ForceField):
             raise DataError(f"checkpoint {path} holds a {type(model).__name__}, not an interatomic potential")
         return cls(model, device=device, dtype=dtype, **kwargs)
 
@@ -73,9 +79,9 @@ class MLIPCalculator(Calculator):
         results: list[dict[str, Any]] = []
         for chunk in chunks_by_atoms([len(a) for a in structures], max_atoms):
             group = [structures[i] for i in chunk]
-            for atoms in group:
-                self.model.check_elements(torch.as_tensor(atoms.numbers, device=self.device))
-            batch = batch_structures(group, self.dtype, self.cutoff if self._vesin else None, self.device)
+            for atoms in group:  # before the featuriser: an unknown element is named, not a neighbour-list error
+                self.model.model.check_elements(torch.as_tensor(atoms.numbers, device=self.device))
+            batch = self.inputs.from_atoms(group).to(self.device)
             out = self.model(batch, compute_forces=forces, compute_stress=stress)
             energies = out["energy"].detach().cpu().numpy()
             ptr = batch.ptr.cpu().numpy()

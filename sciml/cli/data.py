@@ -53,12 +53,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     i.set_defaults(func=_info)
 
-    s = dsub.add_parser("split", help="deterministic train/val/test split by group id (no group in two splits)",
-                        description="Write one index file per split (OUT/<name>.idx.npz) that AtomsDataset accepts.")
+    s = dsub.add_parser(
+        "split", help="seeded train/val/test split by frame or by group (no group in two splits)",
+        description="Write one index file per split (OUT/<name>.idx.npz) that AtomsDataset and `sciml train` "
+        "(data.train / data.val) accept. The units (frames or groups) are permuted with the seed; the held-out splits "
+        "(all names but the first) are taken from the front of that order, the first split gets the rest. With "
+        "--by frame --counts N_TRAIN,N_VAL this is the split `sciml train` makes from data.n_train / data.n_val with "
+        "the same data.split_seed.")
     s.add_argument("paths", nargs="+", type=Path, metavar="IN.h5")
-    s.add_argument("--by", choices=["group"], default="group")
-    s.add_argument("--fractions", default="0.8,0.1,0.1", help="comma-separated fractions of groups")
-    s.add_argument("--names", default="train,val,test", help="comma-separated split names")
+    s.add_argument("--by", choices=["frame", "group"], default="group", help="split unit (default group)")
+    sizes = s.add_mutually_exclusive_group()
+    sizes.add_argument("--fractions", help="comma-separated fractions of the units (default 0.8,0.1,0.1)")
+    sizes.add_argument("--counts", help="comma-separated numbers of units (the first 0 = all the rest)")
+    s.add_argument("--names", default="train,val,test", help="comma-separated split names, training first")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     s.set_defaults(func=_split)
@@ -86,11 +93,16 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from data_tools.splits import split_by_group
+    from data_tools.splits import write_splits
+    from sciml.errors import ConfigError
 
-    fractions = [float(x) for x in args.fractions.split(",")]
     names = [x.strip() for x in args.names.split(",")]
-    written = split_by_group(args.paths, args.output, fractions=fractions, names=names, seed=args.seed)
+    try:
+        counts = [int(x) for x in args.counts.split(",")] if args.counts else None
+        fractions = None if counts else [float(x) for x in (args.fractions or "0.8,0.1,0.1").split(",")]
+    except ValueError as exc:
+        raise ConfigError(f"--fractions / --counts must be comma-separated numbers: {exc}") from None
+    written = write_splits(args.paths, args.output, names, args.seed, by=args.by, fractions=fractions, counts=counts)
     for name, (path, n_frames, n_groups) in written.items():
         print(f"{name}: {n_frames} frames, {n_groups} groups -> {path}")
     return 0

@@ -31,11 +31,11 @@ def run(args: argparse.Namespace) -> int:
     from sciml.potential.evaluate import evaluate, load_labelled, parity_plot
     from sciml.utils.atomic import atomic_write_text
 
-    model = MLIPCalculator.from_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype,
-                                           use_ema=not args.no_ema).model
+    calc = MLIPCalculator.from_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype,
+                                          use_ema=not args.no_ema)
     frames = load_labelled(args.data)
     t0 = time.perf_counter()
-    result = evaluate(model, frames, device=args.device, max_atoms=args.max_atoms)
+    result = evaluate(calc.model, frames, calc.inputs, device=args.device, max_atoms=args.max_atoms)
     seconds = time.perf_counter() - t0
     report = {"checkpoint": str(args.checkpoint), "data": str(args.data), "device": args.device, "dtype": args.dtype,
               "seconds": round(seconds, 3), **result.metrics}

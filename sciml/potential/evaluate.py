@@ -10,16 +10,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Data
 
+from data_tools.paths import is_hdf5_like
 from sciml.errors import DataError
-from sciml.potential.data import is_hdf5_like
+from sciml.potential.inputs import ModelInputs, chunks_by_atoms
 from sciml.potential.metrics import metric_sums, reduce_metric_sums
 
 
 def load_labelled(path: str | os.PathLike) -> list[Data]:
-    """All frames of ``path`` with reference ``energy`` (eV) and, where present, ``forces`` (eV/Angstrom).
-    HDF5 shards/folders/globs are read with :class:`~data_tools.dataset.AtomsDataset`, anything else with ASE."""
+    """All frames of ``path`` as dataset items with reference ``energy`` (eV) and, where present, ``forces``
+    (eV/Angstrom). HDF5 shards/folders/globs/index files are read with :class:`~data_tools.dataset.AtomsDataset`,
+    anything else with ASE (:func:`~data_tools.items.atoms_to_item`)."""
     if is_hdf5_like(str(path)):
         from data_tools.dataset import AtomsDataset
 
@@ -27,20 +29,16 @@ def load_labelled(path: str | os.PathLike) -> list[Data]:
         return ds.__getitems__(list(range(len(ds))))
     import ase.io
 
-    from sciml.potential.atoms import atoms_to_data, reference_labels
+    from data_tools.items import atoms_to_item
 
     if not Path(path).is_file():
         raise DataError(f"{path}: no such data file")
     frames = []
     for i, atoms in enumerate(ase.io.iread(str(path), index=":")):
-        energy, forces = reference_labels(atoms)
-        if energy is None:
+        item = atoms_to_item(atoms)
+        if "energy" not in item:
             raise DataError(f"{path}: frame {i} has no reference energy (info key 'energy')")
-        data = atoms_to_data(atoms, torch.float32)
-        data.energy = torch.tensor([energy], dtype=torch.float64)
-        if forces is not None:
-            data.forces = torch.as_tensor(forces, dtype=torch.float32)
-        frames.append(data)
+        frames.append(item)
     if not frames:
         raise DataError(f"{path}: no frames")
     return frames
@@ -58,19 +56,15 @@ class Evaluation:
     forces_pred: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
 
 
-def evaluate(model: torch.nn.Module, frames: list[Data], device: str | torch.device = "cpu",
+def evaluate(model: torch.nn.Module, frames: list[Data], inputs: ModelInputs, device: str | torch.device = "cpu",
              max_atoms: int = 4096) -> Evaluation:
-    """Run ``model`` (a TDNPotential, in its current dtype) over ``frames`` in batches of at most ``max_atoms``."""
-    from sciml.potential.atoms import chunks_by_atoms
-
-    dtype = model.dtype
+    """Run ``model`` (a :class:`~models.potential.forces.ForceField`, in its current dtype) over ``frames`` in batches
+    of at most ``max_atoms`` atoms built by ``inputs``."""
     model.eval()
     sums: dict[str, float] = {}
     e_true, e_pred, f_true, f_pred, natoms = [], [], [], [], []
     for chunk in chunks_by_atoms([int(f.z.numel()) for f in frames], max_atoms):
-        batch = Batch.from_data_list([frames[i] for i in chunk]).to(device)
-        batch.pos = batch.pos.to(dtype)
-        batch.cell = batch.cell.to(dtype)
+        batch = inputs([frames[i] for i in chunk]).to(device)
         has_forces = getattr(batch, "forces", None) is not None
         out = model(batch, compute_forces=has_forces)
         n = torch.bincount(batch.batch, minlength=batch.num_graphs)

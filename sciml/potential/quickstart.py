@@ -43,10 +43,10 @@ def held_out_frames(path: Path, n_val: int = 50, seed: int = 0) -> list:
     import ase.io
     import numpy as np
 
-    from sciml.potential.data import split_indices
+    from data_tools.splits import split_frames
 
     frames = ase.io.read(str(path), ":")
-    _, val = split_indices(len(frames), np.zeros(len(frames)), 450, n_val, seed)
+    val = split_frames(np.zeros(len(frames)), {"train": 450, "val": n_val}, seed)["val"]
     return [frames[i] for i in val]
 
 

@@ -43,7 +43,7 @@ def fit_statistics(dataset: torch.utils.data.Dataset, cutoff: float, max_frames:
     ``scale`` (RMS force component, eV/Angstrom, or the per-atom residual std for energy-only data; used as the
     energy unit of the network output) and ``avg_num_neighbors`` within ``cutoff``.
     """
-    from models.potential.neighbors import radius_graph
+    from data_tools.neighbors import radius_graph
 
     frames = _frames(dataset, max_frames, seed)
     if not frames:

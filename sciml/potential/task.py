@@ -7,18 +7,26 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from sciml.potential.data import GraphCollate, as_hdf5, resolve_neighbor_backend, split_indices
+from sciml.potential.data import as_hdf5
 from sciml.potential.metrics import metric_sums, reduce_metric_sums
 from sciml.training.task import ResumableBatchSampler, Task
 
+#: keys of the ``model`` section that are not the energy model's own
+_TASK_MODEL_KEYS = ("name", "init_from")
+
+
+def model_kwargs(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The energy model's own keys of a ``model`` section."""
+    return {k: v for k, v in model_cfg.items() if k not in _TASK_MODEL_KEYS}
+
 
 def build_potential(model_cfg: dict[str, Any]) -> nn.Module:
-    """A :class:`~models.tdn_potential.TDNPotential` from a validated ``model`` section (statistics not yet set)."""
-    from models.tdn_potential import TDNPotential
+    """A :class:`~models.potential.forces.ForceField` around the registered energy model ``model_cfg["name"]``
+    (statistics not yet set)."""
+    from models.potential.forces import ForceField
+    from models.registry import energy_model_class
 
-    cfg = {k: v for k, v in model_cfg.items() if k != "init_from"}
-    cfg["rank"] = cfg["rank"] or "exact"
-    return TDNPotential(**cfg)
+    return ForceField(energy_model_class(model_cfg["name"]).from_config(model_kwargs(model_cfg)))
 
 
 def init_weights(model: nn.Module, path: str) -> None:
@@ -35,7 +43,8 @@ def init_weights(model: nn.Module, path: str) -> None:
 
 
 class PotentialTask(Task):
-    """Energies (eV) and forces (eV/Angstrom) of atomistic structures; E/F loss with per-atom energy normalisation."""
+    """Energies (eV) and forces (eV/Angstrom) of atomistic structures with any registered energy model
+    (``model.name``, see :mod:`models.registry`); E/F loss with per-atom energy normalisation."""
 
     name = "potential"
     data_defaults: ClassVar[dict[str, Any]] = {
@@ -43,7 +52,7 @@ class PotentialTask(Task):
         "val": [],  # explicit validation file(s); empty: split n_val from `train`
         "n_train": 0,  # training frames (or groups) drawn from `train`; 0 = all that are not validation
         "n_val": 0,  # validation frames (or groups) split off `train` when `val` is empty
-        "split_by": "frame",  # frame | group (whole trajectories/systems on one side)
+        "split_by": "frame",  # frame | group (whole trajectories/systems on one side); as `sciml data split`
         "split_seed": 0,
         "max_atoms": 256,  # atom budget per batch
         "max_frames": 0,  # frame limit per batch (0 = none)
@@ -53,19 +62,9 @@ class PotentialTask(Task):
         "cache_dir": "",  # where converted HDF5 files go ("" = $SCIML_CACHE_DIR/h5 or ~/.cache/sciml/h5)
         "stats_frames": 10000,  # frames used to fit reference energies, scale and neighbour count
     }
+    #: the task's own model keys; the named model's ``config_defaults`` are added (see :meth:`section_defaults`)
     model_defaults: ClassVar[dict[str, Any]] = {
-        "lmax": 1,
-        "channels": 32,
-        "layers": 3,
-        "cutoff": 5.0,  # Angstrom
-        "rank": 0,  # CP rank; 0 = the exact rank (exactly equivariant)
-        "tensor_product": "cp",  # cp (TDN) | cg (e3nn)
-        "parity": "o3",  # o3 (mirror-invariant energy) | so3
-        "num_basis": 8,
-        "radial_hidden": 64,
-        "readout_hidden": 32,
-        "envelope_p": 6,
-        "force_mode": "conservative",  # conservative (-dE/dx) | direct (NON-conservative head)
+        "name": "tdn",  # registered energy model (models/registry.py)
         "init_from": "",  # checkpoint whose (EMA) weights and statistics start a new run (fine-tuning, stage 2)
     }
     loss_defaults: ClassVar[dict[str, Any]] = {
@@ -73,21 +72,45 @@ class PotentialTask(Task):
         "force_weight": 10.0,  # on (force component error)^2, (eV/Angstrom)^2
         "forces_on_fixed": False,  # count forces on fixed atoms (OC20 slabs: usually not)
     }
+    config_choices: ClassVar[dict[str, dict[str, tuple[Any, ...]]]] = {
+        "data": {"split_by": ("frame", "group"), "neighbors": ("auto", "vesin", "torch")}}
     eval_requires_grad = True
 
     def __init__(self, data: dict[str, Any], model: dict[str, Any], loss: dict[str, Any]):
+        from models.registry import energy_model_class
+        from sciml.potential.inputs import ModelInputs
+
         super().__init__(data, model, loss)
-        self._collate = GraphCollate(model["cutoff"], resolve_neighbor_backend(data["neighbors"]))
+        #: items -> featurised batches for this model (the training collate; also what eval and the calculator use)
+        self.inputs = ModelInputs(energy_model_class(model["name"]).featurizer_for(model_kwargs(model),
+                                                                                  data["neighbors"]))
+
+    @classmethod
+    def section_defaults(cls, section: str, given: dict[str, Any] | None) -> dict[str, Any]:
+        if section != "model":
+            return super().section_defaults(section, given)
+        from models.registry import energy_model_class
+
+        name = (given or {}).get("name", cls.model_defaults["name"])
+        return {**cls.model_defaults, **energy_model_class(name).config_defaults}
+
+    @classmethod
+    def check_config(cls, cfg: dict[str, Any]) -> None:
+        from models.registry import energy_model_class
+
+        super().check_config(cfg)
+        energy_model_class(cfg["model"]["name"]).check_config(model_kwargs(cfg["model"]))
 
     def datasets(self) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset | None]:
         from data_tools.dataset import AtomsDataset
+        from data_tools.splits import split_frames
 
         d = self.data_cfg
         train_files = as_hdf5(d["train"], d["cache_dir"])
         full = AtomsDataset(train_files)
         n_val = 0 if d["val"] else d["n_val"]
-        train_idx, val_idx = split_indices(len(full), full.groups, d["n_train"], n_val, d["split_seed"],
-                                           d["split_by"])
+        split = split_frames(full.groups, {"train": d["n_train"], "val": n_val}, d["split_seed"], d["split_by"])
+        train_idx, val_idx = split["train"], split["val"]
         train = AtomsDataset(train_files, indices=train_idx)
         if d["val"]:
             return train, AtomsDataset(as_hdf5(d["val"], d["cache_dir"]))
@@ -103,7 +126,7 @@ class PotentialTask(Task):
                                         buffer_blocks=d["buffer_blocks"], max_frames=d["max_frames"] or None)
 
     def collate(self, items: list[Any]) -> Any:
-        return self._collate(items)
+        return self.inputs(items)
 
     def build_model(self, train_dataset: torch.utils.data.Dataset | None) -> nn.Module:
         from sciml.potential.statistics import fit_statistics
@@ -114,9 +137,21 @@ class PotentialTask(Task):
         if self.model_cfg["init_from"]:
             init_weights(model, self.model_cfg["init_from"])
         else:
-            model.set_statistics(**fit_statistics(train_dataset, self.model_cfg["cutoff"],
-                                                  self.data_cfg["stats_frames"], self.data_cfg["split_seed"]))
+            model.model.set_statistics(**fit_statistics(train_dataset, model.cutoff, self.data_cfg["stats_frames"],
+                                                        self.data_cfg["split_seed"]))
         return model
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """Weight decay only on weight matrices: per-element reference energies (~ -1e3 eV per atom), biases and any
+        scale/shift parameters are in a no-decay group (decay would pull E0 towards 0 eV)."""
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            leaf = name.rsplit(".", 1)[-1]
+            (no_decay if leaf in ("bias", "atomic_energies", "scale", "shift") else decay).append(p)
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0, "no_decay": True}]
+        return [g for g in groups if g["params"]]
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         has_forces = getattr(batch, "forces", None) is not None

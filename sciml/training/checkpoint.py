@@ -25,7 +25,8 @@ from sciml.errors import DataError
 from sciml.utils.atomic import atomic_path
 
 FORMAT = "sciml-checkpoint"
-VERSION = 1
+#: 2: potential weights sit under the force wrapper (``model.<key>``) and ``config.model.name`` names the model
+VERSION = 2
 
 
 def rng_state() -> dict[str, Any]:
@@ -84,6 +85,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise DataError(f"{path} is not a sciml training checkpoint (no format={FORMAT!r} marker)")
     if ckpt.get("version", 0) > VERSION:
         raise DataError(f"checkpoint {path} has format version {ckpt['version']}; this sciml reads <= {VERSION}")
+    return _upgrade(ckpt)
+
+
+def _upgrade(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """Bring a checkpoint of an older format version to :data:`VERSION`, in place."""
+    if ckpt.get("version", 1) < 2 and ckpt.get("task") == "potential":  # the TDN network was the whole model
+        def wrapped(weights: dict[str, Any]) -> dict[str, Any]:
+            return {f"model.{k}": v for k, v in weights.items()}
+
+        ckpt["model"] = wrapped(ckpt["model"])
+        if ckpt.get("ema"):
+            ckpt["ema"]["weights"] = wrapped(ckpt["ema"]["weights"])
+        ckpt["config"]["model"].setdefault("name", "tdn")
+    ckpt["version"] = VERSION
     return ckpt
 
 

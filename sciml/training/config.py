@@ -176,13 +176,14 @@ def validate_config(raw: Any) -> dict[str, Any]:
         raise ConfigError("missing top-level key 'task' (the model family to train, e.g. task: potential)")
     task_cls = get_task_class(raw["task"])
     cfg: dict[str, Any] = {"task": raw["task"]}
-    for section, defaults in (("data", task_cls.data_defaults), ("model", task_cls.model_defaults),
-                              ("loss", task_cls.loss_defaults)):
+    for section in TASK_SECTIONS:
+        defaults = task_cls.section_defaults(section, raw.get(section) if isinstance(raw.get(section), dict) else None)
         cfg[section] = validate_section(section, raw.get(section), defaults)
         _check_required(section, cfg[section], defaults)
     for section, defaults in ENGINE_DEFAULTS.items():
         cfg[section] = validate_section(section, raw.get(section), defaults)
     _check_engine_values(cfg)
+    task_cls.check_config(cfg)
     return cfg
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from data_tools.sampler import ResumableBatchSampler
 
 #: task name -> "module:Class"
 TASKS: dict[str, str] = {
@@ -48,34 +49,6 @@ def get_task_class(name: str) -> type[Task]:
     return task_cls
 
 
-class ResumableBatchSampler(ABC):
-    """Yields lists of dataset indices; deterministic given (seed, epoch, rank, world_size).
-
-    Under DDP every training rank must yield the same number of batches per epoch (the engine checks it).
-
-    Resuming: the engine itself records the epoch and how many batches of it were trained on (DataLoader workers
-    prefetch, so a sampler's own count runs ahead) and resumes by ``set_epoch(epoch)`` and dropping the first
-    batches of ``__iter__`` (index lists only, no data is read). So ``__iter__`` must be a pure function of
-    (seed, epoch, rank, world_size) and ``set_epoch``; ``state_dict`` is stored in checkpoints for the record.
-    """
-
-    @abstractmethod
-    def set_epoch(self, epoch: int) -> None: ...
-
-    @abstractmethod
-    def __iter__(self) -> Iterator[list[int]]: ...
-
-    @abstractmethod
-    def __len__(self) -> int: ...
-
-    def state_dict(self) -> dict[str, Any]:
-        """Primitives/tensors describing the sampler (stored in checkpoints; not needed to resume)."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Counterpart of :meth:`state_dict` (the engine does not call it; resume goes through ``set_epoch``)."""
-
-
 class Task(ABC):
     """A model family the engine can train. Instances are built from the validated ``data`` / ``model`` sections."""
 
@@ -86,11 +59,32 @@ class Task(ABC):
     model_defaults: ClassVar[dict[str, Any]]
     #: allowed keys of the ``loss`` section and their defaults
     loss_defaults: ClassVar[dict[str, Any]] = {}
+    #: allowed values of section keys, checked with the config (before any data is read): {section: {key: choices}}
+    config_choices: ClassVar[dict[str, dict[str, tuple[Any, ...]]]] = {}
     #: run validation with autograd enabled (e.g. forces as -dE/dx); otherwise under ``torch.no_grad()``
     eval_requires_grad: ClassVar[bool] = False
 
     def __init__(self, data: dict[str, Any], model: dict[str, Any], loss: dict[str, Any]):
         self.data_cfg, self.model_cfg, self.loss_cfg = data, model, loss
+
+    # -- config -------------------------------------------------------------------------------------------
+    @classmethod
+    def section_defaults(cls, section: str, given: dict[str, Any] | None) -> dict[str, Any]:
+        """Allowed keys and defaults of task section ``section`` (``data``, ``model`` or ``loss``); ``given`` is the
+        raw section from the config, for tasks whose keys depend on a value in it (e.g. ``model.name``)."""
+        return {"data": cls.data_defaults, "model": cls.model_defaults, "loss": cls.loss_defaults}[section]
+
+    @classmethod
+    def check_config(cls, cfg: dict[str, Any]) -> None:
+        """Raise :class:`~sciml.errors.ConfigError` for values outside :attr:`config_choices` (subclasses add their
+        own checks); ``cfg`` is the whole config with defaults filled in."""
+        from sciml.errors import ConfigError
+
+        for section, keys in cls.config_choices.items():
+            for key, choices in keys.items():
+                if cfg[section][key] not in choices:
+                    raise ConfigError(f"{section}.{key} must be one of {', '.join(map(str, choices))}, "
+                                      f"got {cfg[section][key]!r}")
 
     # -- data -------------------------------------------------------------------------------------------
     @abstractmethod
@@ -125,6 +119,11 @@ class Task(ABC):
     def reduce_metrics(self, sums: dict[str, float]) -> dict[str, float]:
         """Turn metric sums accumulated over an epoch (keys as returned by :meth:`loss`) into reported values
         (e.g. MAE, RMSE in physical units). The key ``"val_score"`` (lower is better) selects the best checkpoint."""
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """Optimiser parameter groups (default: one group of every parameter). A group with ``"no_decay": True`` gets
+        weight decay 0 whatever ``optim.weight_decay`` says, also after a resume."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
 
     def to_device(self, batch: Any, device: torch.device) -> Any:
         """Move a batch to ``device`` (default: ``batch.to(device)``)."""

@@ -83,7 +83,8 @@ class Trainer:
         self.train_ds, self.val_ds = self.task.datasets()
         self.model: nn.Module = self.task.build_model(None if resume else self.train_ds).to(self.ctx.device)
         ocfg = config["optim"]
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=ocfg["lr"], betas=tuple(ocfg["betas"]),
+        self.optimizer = torch.optim.AdamW(self.task.param_groups(self.model), lr=ocfg["lr"],
+                                           betas=tuple(ocfg["betas"]),
                                            eps=ocfg["eps"], weight_decay=ocfg["weight_decay"],
                                            amsgrad=ocfg["amsgrad"])
         seed, rank, world = self.tcfg["seed"], self.ctx.rank, self.ctx.world_size
@@ -213,10 +214,15 @@ class Trainer:
         if ckpt["config"]["optim"]["amsgrad"] != self.cfg["optim"]["amsgrad"]:
             raise ConfigError("--resume: optim.amsgrad cannot change mid-run (the optimiser state differs)")
         self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError as exc:  # e.g. another number of parameter groups (a checkpoint of an older sciml)
+            raise ConfigError(f"--resume: the optimiser state in {self.outdir / 'last.pt'} does not fit this task's "
+                              f"parameter groups ({exc}); start a new run with model.init_from pointing at it") from None
         ocfg = self.cfg["optim"]
         for group in self.optimizer.param_groups:  # the config's hyper-parameters win over the checkpoint's
-            group.update(betas=tuple(ocfg["betas"]), eps=ocfg["eps"], weight_decay=ocfg["weight_decay"])
+            group.update(betas=tuple(ocfg["betas"]), eps=ocfg["eps"],
+                         weight_decay=0.0 if group.get("no_decay") else ocfg["weight_decay"])
         self.schedule.load_state_dict(ckpt["scheduler"])
         if self.ema is not None and ckpt["ema"] is not None:
             self.ema.load_state_dict(ckpt["ema"])

@@ -1,4 +1,5 @@
-"""Radius graphs (neighbour lists) for batches of molecules and periodic cells.
+"""Radius graphs (neighbour lists) for batches of molecules and periodic cells, and the :class:`NeighborList`
+item transform that attaches them in the data loader.
 
 Convention for every edge ``e``: ``edge_index[0, e] = j`` (source, the neighbour), ``edge_index[1, e] = i`` (destination,
 the centre) and the edge vector is ``pos[j] - pos[i] + edge_shift[e] @ cell`` (Angstrom), with ``edge_shift`` the integer
@@ -10,8 +11,15 @@ number of cell vectors (stored as float). Both directions of every pair are list
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import numpy as np
 import torch
+
+from sciml.errors import ConfigError
+
+NEIGHBOR_BACKENDS = ("auto", "vesin", "torch")
 
 
 def _image_shifts(cell: torch.Tensor, pbc: torch.Tensor, cutoff: float) -> torch.Tensor:
@@ -109,3 +117,35 @@ def have_vesin() -> bool:
     except ImportError:
         return False
     return True
+
+
+def resolve_neighbor_backend(backend: str) -> str:
+    """``auto`` -> ``vesin`` where installed (CPU neighbour lists in the loader), else ``torch`` (built by the model on
+    its device)."""
+    if backend not in NEIGHBOR_BACKENDS:
+        raise ConfigError(f"neighbour-list backend must be one of {', '.join(NEIGHBOR_BACKENDS)}, got {backend!r}")
+    if backend == "auto":
+        return "vesin" if have_vesin() else "torch"
+    if backend == "vesin" and not have_vesin():
+        raise ConfigError("neighbour-list backend 'vesin' asked for but the vesin package is not installed "
+                          "(use 'torch' or 'auto')")
+    return backend
+
+
+class NeighborList:
+    """Item transform (picklable, for DataLoader workers): adds ``edge_index`` [2, E] and ``edge_shift`` [E, 3]
+    (integer cell translations, in the dtype of ``pos``) within ``cutoff`` (Angstrom), computed by vesin on the CPU.
+    With the ``torch`` backend it returns items unchanged and the model builds the graph on its device."""
+
+    def __init__(self, cutoff: float, backend: str = "auto"):
+        self.cutoff, self.backend = float(cutoff), resolve_neighbor_backend(backend)
+
+    def __call__(self, item: Any) -> Any:
+        if self.backend == "torch":
+            return item
+        edge_index, shifts = radius_graph_vesin(item.pos.double().numpy(), item.cell.reshape(3, 3).double().numpy(),
+                                                item.pbc.reshape(3).numpy(), self.cutoff)
+        out = copy.copy(item)  # shallow: the item's tensors are shared, not modified
+        out.edge_index = torch.from_numpy(edge_index)
+        out.edge_shift = torch.from_numpy(shifts).to(item.pos.dtype)
+        return out
