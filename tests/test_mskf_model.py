@@ -1,12 +1,19 @@
-"""MSKF Bi-LSTM surrogate: post-constraints, normalisation inside the model, training on real WRF columns."""
+"""MSKF surrogate: post-constraints, normalisation inside the model, training on real WRF columns, the column files
+it is trained from."""
 
 from __future__ import annotations
 
+import re
+import shutil
+
+import h5py
 import numpy as np
 import pytest
 import torch
 
 from models.mskf_bilstm import apply_constraints, build_from_state_dict, build_model, saturation_mixing_ratio
+from sciml.errors import DataError
+from sciml.mskf.data import load_columns
 from sciml.mskf.task import MSKFTask
 
 DT = 45.0
@@ -76,6 +83,38 @@ def test_normalisation_lives_in_the_state_dict_and_level_count_comes_from_data(c
     blank = task.build_model(None)
     blank.load_state_dict(model.state_dict())
     assert blank.n_levels == 40 and torch.equal(blank.tend_scale, model.tend_scale)
+
+
+@pytest.mark.parametrize("edit,message", [
+    ({"schema_version": 2}, r"sciml-wrf-columns schema_version 2 is newer than the version this sciml reads \(1\)"),
+    ({"schema_version": 0}, r"sciml-wrf-columns schema_version 0 is older than the version this sciml reads \(1\)"),
+    ({"schema_version": None}, "sciml-wrf-columns file without an integer schema_version attribute"),
+    ({"schema": "sciml-atoms"}, r"not a sciml-wrf-columns file \(schema attribute 'sciml-atoms'\)"),
+])
+def test_training_refuses_column_files_of_another_schema_or_version(crop_columns, tmp_path, edit, message):
+    bad = tmp_path / "columns.h5"
+    shutil.copy(crop_columns, bad)
+    with h5py.File(bad, "r+") as h5:
+        for key, value in edit.items():
+            if value is None:
+                del h5.attrs[key]
+            else:
+                h5.attrs[key] = value
+    with pytest.raises(DataError, match=re.escape(f"{bad}: ") + message):
+        load_columns(bad)
+    with pytest.raises(DataError, match=re.escape(f"{bad}: ") + message):
+        _task(bad).datasets()  # what `sciml train` calls
+
+
+def test_training_refuses_files_that_are_not_column_files(repo_dir, tmp_path):
+    wrfout = repo_dir / "examples/data/wrf_mskf_crop.nc"  # netCDF-4 is HDF5: it opens, but has no schema
+    with pytest.raises(DataError, match=re.escape(f"{wrfout}: not a sciml-wrf-columns file (schema attribute None); "
+                                                  "make one with `sciml wrf extract`")):
+        load_columns(wrfout)
+    text = tmp_path / "columns.h5"
+    text.write_text("inputs,targets\n")
+    with pytest.raises(DataError, match=re.escape(f"{text}: cannot be opened as HDF5")):
+        load_columns(text)
 
 
 @pytest.mark.parametrize("architecture,hidden", [("bilstm", 8), ("mlp", 32)])
