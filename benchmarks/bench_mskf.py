@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models.mskf_bilstm import MSKFNet, build_model, flops_per_column  # noqa: E402
-from sciml.bench.mskf import MSKF_SECONDS_PER_COLUMN, bench_case, with_levels  # noqa: E402
+from sciml.bench.mskf import bench_case, report, summary_line, with_levels  # noqa: E402
 
 
 #: default size (hidden, layers) of each architecture when its checkpoint is absent
@@ -78,12 +77,8 @@ def main() -> None:
             row = bench_case(model, ni, nj, "cpu", dtype=dtype, repeats=args.repeats, budget_s=10.0)
             row.update({"flops_per_column": flops_per_column(model), "load_avg_1min": os.getloadavg()[0]})
             rows.append(row)
-            print(f"{architecture} {layers}x{hidden} {ni}x{nj}x{nk} threads={threads} {row['dtype']}: network "
-                  f"{row['network_us_per_column']:.1f} (best {row['network_best_us_per_column']:.1f}) us/col, step "
-                  f"{row['step_us_per_column']:.1f} (best {row['step_best_us_per_column']:.1f}) us/col "
-                  f"({row['vs_mskf_best']:.1f}x MSKF at best), load {row['load_avg_1min']:.1f}", flush=True)
-    result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "torch": torch.__version__, "mskf_us_per_column": 1e6 * MSKF_SECONDS_PER_COLUMN, "rows": rows}
+            print(f"{summary_line(row)}, load {row['load_avg_1min']:.1f}", flush=True)
+    result = report(rows)
     if not args.quick:
         from sciml.utils.atomic import atomic_write_text
 

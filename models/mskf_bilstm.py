@@ -264,22 +264,6 @@ def build_model(architecture: str, n_levels: int, hidden: int, layers: int) -> M
     return ARCHITECTURES[architecture](n_levels, hidden=hidden, layers=layers)
 
 
-def build_from_state_dict(state: dict[str, torch.Tensor]) -> MSKFNet:
-    """Rebuild a model from its state dict alone (architecture, level count, width and depth read from the keys and
-    tensor shapes)."""
-    n_levels = int(state["prof_mean"].shape[1])
-    if "lstm.weight_hh_l0" in state:
-        hidden = int(state["lstm.weight_hh_l0"].shape[1])
-        layers = sum(1 for k in state if k.startswith("lstm.weight_ih_l") and not k.endswith("_reverse"))
-        model: MSKFNet = MSKFBiLSTM(n_levels, hidden=hidden, layers=layers)
-    else:
-        hidden = int(state["inp.weight"].shape[0])
-        layers = 1 + sum(1 for k in state if k.startswith("hidden_layers.") and k.endswith(".weight"))
-        model = MSKFMLP(n_levels, hidden=hidden, layers=layers)
-    model.load_state_dict(state)
-    return model
-
-
 def flops_per_column(model: MSKFNet) -> float:
     """Approximate FLOPs (a multiply-add = 2) of one forward pass per column (LSTM gates + heads, or MLP GEMMs)."""
     h, k = model.hidden, model.n_levels
@@ -294,6 +278,6 @@ def flops_per_column(model: MSKFNet) -> float:
 
 __all__ = [
     "ARCHITECTURES", "COLUMN_OUTPUTS", "DERIVED_FEATURES", "MSKFBiLSTM", "MSKFMLP", "MSKFNet", "PROFILE_INPUTS",
-    "SURFACE_INPUTS", "TENDENCIES", "apply_constraints", "build_from_state_dict", "build_model", "flops_per_column",
+    "SURFACE_INPUTS", "TENDENCIES", "apply_constraints", "build_model", "flops_per_column",
     "saturation_mixing_ratio",
 ]

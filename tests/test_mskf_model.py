@@ -1,12 +1,21 @@
-"""MSKF Bi-LSTM surrogate: post-constraints, normalisation inside the model, training on real WRF columns."""
+"""MSKF surrogate: post-constraints, normalisation inside the model, training on real WRF columns, the column files
+and checkpoints it is trained from and loaded from."""
 
 from __future__ import annotations
 
+import re
+import shutil
+
+import h5py
 import numpy as np
 import pytest
 import torch
+from mskf_helpers import write_checkpoint
 
-from models.mskf_bilstm import apply_constraints, build_from_state_dict, build_model, saturation_mixing_ratio
+from models.mskf_bilstm import ARCHITECTURES, apply_constraints, build_model, saturation_mixing_ratio
+from sciml.errors import DataError
+from sciml.mskf.checkpoint import load_mskf_model
+from sciml.mskf.data import load_columns
 from sciml.mskf.task import MSKFTask
 
 DT = 45.0
@@ -69,13 +78,87 @@ def test_normalisation_lives_in_the_state_dict_and_level_count_comes_from_data(c
     assert abs(float(model.grid_p_top) - 2594.08) < 0.01 and model.grid_eta.shape == (41,)
     # per-level mean temperature decreases upward in the troposphere
     assert model.prof_mean[3, 0] > model.prof_mean[3, 10] > 200
-    rebuilt = build_from_state_dict(model.state_dict())
-    assert rebuilt.config() == model.config()
-    assert torch.equal(rebuilt.prof_std, model.prof_std)
     # a model built without data (as load_model does) adopts the checkpoint's level count
     blank = task.build_model(None)
     blank.load_state_dict(model.state_dict())
     assert blank.n_levels == 40 and torch.equal(blank.tend_scale, model.tend_scale)
+
+
+@pytest.mark.parametrize("edit,message", [
+    ({"schema_version": 2}, r"sciml-wrf-columns schema_version 2 is newer than the version this sciml reads \(1\)"),
+    ({"schema_version": 0}, r"sciml-wrf-columns schema_version 0 is older than the version this sciml reads \(1\)"),
+    ({"schema_version": None}, "sciml-wrf-columns file without an integer schema_version attribute"),
+    ({"schema": "sciml-atoms"}, r"not a sciml-wrf-columns file \(schema attribute 'sciml-atoms'\)"),
+])
+def test_training_refuses_column_files_of_another_schema_or_version(crop_columns, tmp_path, edit, message):
+    bad = tmp_path / "columns.h5"
+    shutil.copy(crop_columns, bad)
+    with h5py.File(bad, "r+") as h5:
+        for key, value in edit.items():
+            if value is None:
+                del h5.attrs[key]
+            else:
+                h5.attrs[key] = value
+    with pytest.raises(DataError, match=re.escape(f"{bad}: ") + message):
+        load_columns(bad)
+    with pytest.raises(DataError, match=re.escape(f"{bad}: ") + message):
+        _task(bad).datasets()  # what `sciml train` calls
+
+
+def test_training_refuses_files_that_are_not_column_files(repo_dir, tmp_path):
+    wrfout = repo_dir / "examples/data/wrf_mskf_crop.nc"  # netCDF-4 is HDF5: it opens, but has no schema
+    with pytest.raises(DataError, match=re.escape(f"{wrfout}: not a sciml-wrf-columns file (schema attribute None); "
+                                                  "make one with `sciml wrf extract`")):
+        load_columns(wrfout)
+    text = tmp_path / "columns.h5"
+    text.write_text("inputs,targets\n")
+    with pytest.raises(DataError, match=re.escape(f"{text}: cannot be opened as HDF5")):
+        load_columns(text)
+
+
+@pytest.mark.parametrize("architecture,hidden,layers", [("bilstm", 8, 2), ("mlp", 16, 3)])
+def test_checkpoint_rebuilds_its_configured_model_with_the_ema_weights(crop_columns, tmp_path, architecture, hidden,
+                                                                       layers):
+    task = _task(crop_columns, hidden=hidden, layers=layers, architecture=architecture)
+    train, _ = task.datasets()
+    torch.manual_seed(0)
+    raw = task.build_model(train).eval()
+    torch.manual_seed(1)
+    ema = task.build_model(train).eval()
+    loaded = load_mskf_model(write_checkpoint(tmp_path / "last.pt", task, raw, ema=ema))
+    assert type(loaded) is ARCHITECTURES[architecture] and not loaded.training
+    assert loaded.config() == {"architecture": architecture, "n_levels": 40, "hidden": hidden, "layers": layers}
+    rows = slice(0, 200)
+    with torch.no_grad():
+        got = loaded(train.arrays.profiles[rows], train.arrays.surface[rows])
+        want = ema(train.arrays.profiles[rows], train.arrays.surface[rows])
+        other = raw(train.arrays.profiles[rows], train.arrays.surface[rows])
+    assert all(torch.equal(g, w) for g, w in zip(got, want))
+    assert not torch.equal(got[1], other[1])  # the EMA weights, not the raw ones
+    assert torch.equal(loaded.grid_eta, raw.grid_eta) and torch.equal(loaded.prof_mean, raw.prof_mean)
+
+
+@pytest.mark.parametrize("stored", [{"architecture": "mlp"}, {"hidden": 16}])
+def test_checkpoint_whose_config_does_not_build_its_weights_is_refused(crop_columns, tmp_path, stored):
+    task = _task(crop_columns)
+    model = task.build_model(task.datasets()[0])
+    path = write_checkpoint(tmp_path / "last.pt", _task(crop_columns, **stored), model)
+    with pytest.raises(DataError, match=re.escape(f"checkpoint {path}: weights do not fit the model its config "
+                                                  "builds")):
+        load_mskf_model(path)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # TDN import
+def test_checkpoints_that_are_not_mskf_surrogates_are_refused(repo_dir, crop_columns, tmp_path):
+    potential = repo_dir / "examples/pretrained/acac-tdn.pt"
+    with pytest.raises(DataError, match=re.escape(f"checkpoint {potential} was trained with task 'potential', "
+                                                  "not 'mskf'")):
+        load_mskf_model(potential)
+    task = _task(crop_columns)
+    bare = tmp_path / "weights.pt"
+    torch.save({"model": task.build_model(task.datasets()[0]).state_dict()}, bare)
+    with pytest.raises(DataError, match=re.escape(f"{bare} is not a sciml training checkpoint")):
+        load_mskf_model(bare)
 
 
 @pytest.mark.parametrize("architecture,hidden", [("bilstm", 8), ("mlp", 32)])

@@ -8,6 +8,7 @@ import netCDF4
 import numpy as np
 import pytest
 import torch
+from mskf_helpers import write_checkpoint
 
 from sciml.cli import main
 from sciml.mskf.task import MSKFTask
@@ -18,7 +19,7 @@ DT = 45.0
 
 @pytest.fixture(scope="module")
 def checkpoint(repo_dir, tmp_path_factory):
-    """An untrained small surrogate whose normalisation is fitted on the crop, saved as a state-dict checkpoint."""
+    """An untrained small surrogate whose normalisation is fitted on the crop, saved as ``sciml train`` saves it."""
     from data_tools.wrf.extract import extract_columns
 
     tmp = tmp_path_factory.mktemp("mskf_wrf")
@@ -28,9 +29,7 @@ def checkpoint(repo_dir, tmp_path_factory):
                     {"trigger_weight": 1.0, "regression_weight": 1.0, "regression": "mse"})
     torch.manual_seed(3)
     model = task.build_model(task.datasets()[0])
-    path = tmp / "model.pt"
-    torch.save({"model": model.state_dict()}, path)
-    return path
+    return write_checkpoint(tmp / "model.pt", task, model)
 
 
 def test_infer_writes_wrf_shaped_fields_with_wrf_attributes(repo_dir, checkpoint, tmp_path, capsys):

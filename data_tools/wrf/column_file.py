@@ -20,12 +20,16 @@ Layout (N rows, F/F2 per-level/single-level inputs, T/T2 targets, K mass levels,
 
 Root attrs: schema, schema_version, created (UTC ISO 8601), sciml_version, command, row_order, source
 (JSON with the WRF global attributes that describe the physics). Rows are ordered by output time, then column.
+
+Every reader opens the file through :func:`open_column_file`, which refuses other files and other versions.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import h5py
@@ -73,38 +77,62 @@ def write_grid(h5: h5py.File, signature: dict[str, Any]) -> None:
     group.attrs["signature"] = json.dumps(signature)
 
 
-def read_grid_signature(path: str | Path) -> dict[str, Any]:
-    """The grid signature stored in a column file."""
-    with _open(path) as h5:
-        return json.loads(h5["grid"].attrs["signature"])
-
-
-def read_names(path: str | Path) -> dict[str, list[str]]:
-    """Feature names per block: ``{"inputs": [...], "inputs_2d": [...], "targets": [...], "targets_2d": [...]}``."""
-    with _open(path) as h5:
-        return {b: [str(n) for n in h5[b].attrs["names"]] for b in BLOCKS}
-
-
-def read_stats(path: str | Path, block: str, per_level: bool = True) -> dict[str, np.ndarray]:
-    """Normalisation statistics of ``block`` (``count``, ``mean``, ``std``, ``min``, ``max``, ``absmax``)."""
-    kind = "per_level" if per_level else "per_variable"
-    with _open(path) as h5:
-        if f"stats/{block}/{kind}" not in h5:
-            raise DataError(f"{path}: no {kind} statistics for {block}")
-        group = h5[f"stats/{block}/{kind}"]
-        return {key: group[key][()] for key in group}
-
-
-def _open(path: str | Path) -> h5py.File:
+@contextmanager
+def open_column_file(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """The column file ``path``, open read-only for the ``with`` block, after checking it is a ``sciml-wrf-columns``
+    file of a version this sciml reads (:data:`SCHEMA_VERSION`). Every reader of the format goes through here;
+    anything else raises :class:`DataError` naming the file."""
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:
         raise DataError(f"{path}: cannot be opened as HDF5 ({exc})") from exc
-    if h5.attrs.get("schema") != SCHEMA:
-        h5.close()
-        raise DataError(f"{path}: not a {SCHEMA} file (schema attribute {h5.attrs.get('schema')!r})")
-    version = int(h5.attrs.get("schema_version", -1))
-    if version > SCHEMA_VERSION:
-        h5.close()
-        raise DataError(f"{path}: {SCHEMA} version {version} is newer than this sciml ({SCHEMA_VERSION})")
-    return h5
+    with h5:
+        schema = h5.attrs.get("schema")
+        if schema != SCHEMA:
+            raise DataError(f"{path}: not a {SCHEMA} file (schema attribute {schema!r}); "
+                            "make one with `sciml wrf extract`")
+        version = h5.attrs.get("schema_version")
+        if not isinstance(version, (int, np.integer)):
+            raise DataError(f"{path}: {SCHEMA} file without an integer schema_version attribute (got {version}); "
+                            "re-extract it with `sciml wrf extract`")
+        if version != SCHEMA_VERSION:
+            newer = version > SCHEMA_VERSION
+            raise DataError(f"{path}: {SCHEMA} schema_version {int(version)} is {'newer' if newer else 'older'} "
+                            f"than the version this sciml reads ({SCHEMA_VERSION}); "
+                            + ("update sciml" if newer else "re-extract it with `sciml wrf extract`"))
+        yield h5
+
+
+def read_features(h5: h5py.File, block: str, names: list[str]) -> np.ndarray:
+    """The features ``names`` of ``block`` (one of :data:`BLOCKS`) of an open column file, in that order along
+    axis 1: float32 [N, len(names), K] for the per-level blocks, [N, len(names)] for the single-level ones."""
+    if block not in h5:
+        raise DataError(f"{h5.filename}: column file has no /{block} block")
+    have = [str(n) for n in h5[block].attrs["names"]]
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise DataError(f"{h5.filename}: column file lacks {block} {', '.join(missing)} (has {', '.join(have)}); "
+                        "re-extract with `sciml wrf extract` and the default --inputs/--targets")
+    return h5[block][()][:, [have.index(n) for n in names]]
+
+
+def read_grid_signature(path: str | os.PathLike) -> dict[str, Any]:
+    """The grid signature stored in a column file."""
+    with open_column_file(path) as h5:
+        return json.loads(h5["grid"].attrs["signature"])
+
+
+def read_names(path: str | os.PathLike) -> dict[str, list[str]]:
+    """Feature names per block: ``{"inputs": [...], "inputs_2d": [...], "targets": [...], "targets_2d": [...]}``."""
+    with open_column_file(path) as h5:
+        return {b: [str(n) for n in h5[b].attrs["names"]] for b in BLOCKS}
+
+
+def read_stats(path: str | os.PathLike, block: str, per_level: bool = True) -> dict[str, np.ndarray]:
+    """Normalisation statistics of ``block`` (``count``, ``mean``, ``std``, ``min``, ``max``, ``absmax``)."""
+    kind = "per_level" if per_level else "per_variable"
+    with open_column_file(path) as h5:
+        if f"stats/{block}/{kind}" not in h5:
+            raise DataError(f"{path}: no {kind} statistics for {block}")
+        group = h5[f"stats/{block}/{kind}"]
+        return {key: group[key][()] for key in group}

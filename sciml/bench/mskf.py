@@ -1,23 +1,39 @@
-"""Timing the MSKF surrogate: synthetic WRF tiles from a model's stored statistics, columns/s, cost per column.
+"""MSKF surrogate speed: columns/s and cost per column of the tile network and the WRF hook, vs MSKF itself.
 
-No file I/O besides the checkpoint and no netCDF import, so the GPU benchmark can run where netCDF4 is absent.
-Reference: MSKF itself costs about 5.5 us per column per call on the project's 2-core machine (WRF v4.7.1,
-2 OpenMP threads, 24.3 s extra wall time for 480 steps x 9,216 columns; issue 5).
+Each checkpoint's model is timed on synthetic WRF tiles drawn around its stored per-level statistics (timing does
+not depend on the values; ``--levels`` re-sizes the model to another level count), for every tile size, thread
+count and precision asked for: "network" = the tile module on ready tensors, "step" = ``MSKFSurrogate.step`` end to
+end (NumPy Fortran arrays in, layout conversion, network, post-constraints, NumPy out); median and best of the
+repeats, in us per column and columns per second. MSKF itself costs about 5.5 us per column per call on the
+project's 2-core machine (WRF v4.7.1, 2 OpenMP threads: 24.3 s extra wall time for 480 steps x 9,216 columns).
+
+Reads nothing but the checkpoints and imports no netCDF4, so the GPU benchmark can run where netCDF4 is absent.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from models.mskf_bilstm import PROFILE_INPUTS, MSKFNet, build_model
+from models.mskf_bilstm import PROFILE_INPUTS, MSKFNet, build_model, flops_per_column
 from sciml.coupling.hook import MSKFSurrogate
 from sciml.coupling.tile import TILE_PROFILES
+from sciml.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+#: the shipped surrogates, timed by default
+SHIPPED = (REPO / "examples/pretrained/mskf-bilstm.pt", REPO / "examples/pretrained/mskf-mlp.pt")
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 #: MSKF's own cost on the 2-core reference machine (s per column per call)
 MSKF_SECONDS_PER_COLUMN = 24.3 / (480 * 9216)
@@ -115,3 +131,84 @@ def bench_case(model: MSKFNet, ni: int, nj: int, device: str, dtype: torch.dtype
     row["vs_mskf"] = row[f"{key}_us_per_column"] / mskf_us
     row["vs_mskf_best"] = row[f"{key}_best_us_per_column"] / mskf_us
     return row
+
+
+def summary_line(row: dict[str, Any]) -> str:
+    """One line for a :func:`bench_case` row: model, tile, threads, precision, us per column (best in brackets)."""
+    line = (f"{row['architecture']} {row['layers']}x{row['hidden']} {row['ni']}x{row['nj']}x{row['nk']} "
+            f"threads={row['threads']} {row['dtype']}: network {row['network_us_per_column']:.1f} "
+            f"(best {row['network_best_us_per_column']:.1f}) us/col")
+    if "step_us_per_column" in row:
+        line += f", step {row['step_us_per_column']:.1f} (best {row['step_best_us_per_column']:.1f}) us/col"
+    return line + f" ({row['vs_mskf_best']:.2f} x MSKF's time at best)"
+
+
+def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON result of a run: machine, CPU count, torch version, MSKF's cost (us per column) and the rows."""
+    return {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
+            "mskf_us_per_column": 1e6 * MSKF_SECONDS_PER_COLUMN, "rows": rows}
+
+
+def _tile(text: str) -> tuple[int, int]:
+    ni, sep, nj = text.lower().partition("x")
+    if not (sep and ni.isdigit() and nj.isdigit() and int(ni) > 0 and int(nj) > 0):
+        raise argparse.ArgumentTypeError(f"expected a tile size NIxNJ such as 96x96, got {text!r}")
+    return int(ni), int(nj)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, nargs="+", default=list(SHIPPED),
+                   help="surrogate checkpoint(s) to time (default: the shipped mskf-bilstm.pt and mskf-mlp.pt)")
+    p.add_argument("--tiles", type=_tile, nargs="+", default=[(96, 96)], metavar="NIxNJ",
+                   help="tile sizes in columns (default 96x96: 9,216 columns, MSKF's reference)")
+    p.add_argument("--levels", type=int, default=0,
+                   help="vertical levels of the timed tiles (default 0: each checkpoint's own)")
+    p.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
+                   help="CPU thread counts (default: torch's current count)")
+    p.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["float32"],
+                   help="network precisions (bfloat16 = autocast; default float32)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median and best reported)")
+    p.add_argument("--budget", type=float, default=20.0, help="seconds per measurement after the first timed call")
+    p.add_argument("--network-only", action="store_true", help="time the tile network only, not the hook's step")
+    p.add_argument("--json", action="store_true", help="print the result (machine and rows) as JSON")
+    p.add_argument("-o", "--output", type=Path, default=None, help="also write the result JSON to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sciml.mskf.checkpoint import load_mskf_model
+    from sciml.utils.atomic import atomic_write_text
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
+    for name, value, least in (("--levels", args.levels, 0), ("--repeats", args.repeats, 1),
+                               ("--threads", min(args.threads), 1)):
+        if value < least:
+            raise ConfigError(f"{name} must be >= {least}, got {value}")
+    threads_before = torch.get_num_threads()
+    rows = []
+    try:
+        for path in args.checkpoint:
+            ref = load_mskf_model(path)
+            model = with_levels(ref, args.levels or ref.n_levels)
+            for ni, nj in args.tiles:
+                for threads in args.threads:
+                    torch.set_num_threads(threads)
+                    for dtype in args.dtypes:
+                        row = bench_case(model, ni, nj, args.device, dtype=DTYPES[dtype], repeats=args.repeats,
+                                         budget_s=args.budget, end_to_end=not args.network_only)
+                        row.update({"checkpoint": str(path), "flops_per_column": flops_per_column(model),
+                                    "load_avg_1min": os.getloadavg()[0]})
+                        rows.append(row)
+                        if not args.json:
+                            print(summary_line(row), flush=True)
+    finally:
+        torch.set_num_threads(threads_before)
+    result = report(rows)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    if args.output is not None:
+        atomic_write_text(args.output, json.dumps(result, indent=1))
+        if not args.json:
+            print(f"wrote {args.output}")
+    return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 BENCHMARKS: dict[str, str] = {
     "tp": "sciml.bench.tp",
     "data": "sciml.bench.data",
+    "mskf": "sciml.bench.mskf",
 }
 
 

@@ -12,10 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
+from data_tools.wrf.column_file import open_column_file, read_features
 from models.mskf_bilstm import COLUMN_OUTPUTS, PROFILE_INPUTS, SURFACE_INPUTS, TENDENCIES
 from sciml.errors import DataError
 
@@ -58,30 +58,14 @@ class ColumnArrays:
                                                                   self.column, self.deep, self.shallow)))
 
 
-def _pick(path: Path, h5: h5py.File, block: str, wanted: list[str]) -> np.ndarray:
-    names = [str(n) for n in h5[block].attrs["names"]]
-    missing = [w for w in wanted if w not in names]
-    if missing:
-        raise DataError(f"{path}: column file lacks {block} {', '.join(missing)} (has {', '.join(names)}); "
-                        f"re-extract with `sciml wrf extract` and the default --inputs/--targets")
-    idx = [names.index(w) for w in wanted]
-    return h5[block][()][:, idx]
-
-
 def load_columns(path: str | os.PathLike) -> tuple[ColumnArrays, np.ndarray, dict]:
     """All rows of a column file: (arrays, output-time index per row [N], grid info ``{"DT", "P_TOP", "ZNW"}``)."""
     path = Path(path)
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be opened as HDF5 ({exc})") from exc
-    with h5:
-        if h5.attrs.get("schema") != "sciml-wrf-columns":
-            raise DataError(f"{path}: not a sciml-wrf-columns file; make one with `sciml wrf extract`")
-        prof = _pick(path, h5, "inputs", [source_name(n) for n in PROFILE_INPUTS]).transpose(0, 2, 1)
-        sfc = _pick(path, h5, "inputs_2d", [source_name(n) for n in SURFACE_INPUTS])
-        tend = _pick(path, h5, "targets", list(TENDENCIES)).transpose(0, 2, 1)
-        col = _pick(path, h5, "targets_2d", list(COLUMN_OUTPUTS))
+    with open_column_file(path) as h5:
+        prof = read_features(h5, "inputs", [source_name(n) for n in PROFILE_INPUTS]).transpose(0, 2, 1)
+        sfc = read_features(h5, "inputs_2d", [source_name(n) for n in SURFACE_INPUTS])
+        tend = read_features(h5, "targets", list(TENDENCIES)).transpose(0, 2, 1)
+        col = read_features(h5, "targets_2d", list(COLUMN_OUTPUTS))
         frame = h5["frame"][()]
         grid = h5["grid"]
         dt = float(grid.attrs["DT"])

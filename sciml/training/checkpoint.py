@@ -103,7 +103,8 @@ def _upgrade(ckpt: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = "cpu",
-               dtype: torch.dtype | None = None, use_ema: bool = True) -> tuple[nn.Module, Any, dict[str, Any]]:
+               dtype: torch.dtype | None = None, use_ema: bool = True,
+               task: str | None = None) -> tuple[nn.Module, Any, dict[str, Any]]:
     """Rebuild a trained model for inference: ``(model in eval mode, task, config)``.
 
     Args:
@@ -111,14 +112,20 @@ def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = 
         device: where the model goes.
         dtype: floating dtype of the parameters (e.g. ``torch.float64`` for relaxations); ``None`` keeps float32.
         use_ema: take the EMA weights when the run kept them (as validation and ``best.pt`` selection did).
+        task: the task the checkpoint must have been trained with (a name in :data:`~sciml.training.task.TASKS`
+            or ``"module:Class"``; a subclass counts); a checkpoint of another task raises DataError before any
+            model is built. ``None`` accepts any task.
     """
     from sciml.training.config import validate_config
     from sciml.training.task import get_task_class
 
     ckpt = load_checkpoint(checkpoint_path)
     config = validate_config(ckpt["config"])
-    task = get_task_class(config["task"])(config["data"], config["model"], config["loss"])
-    model = task.build_model(None)
+    task_cls = get_task_class(config["task"])
+    if task is not None and not issubclass(task_cls, get_task_class(task)):
+        raise DataError(f"checkpoint {checkpoint_path} was trained with task {config['task']!r}, not {task!r}")
+    trained = task_cls(config["data"], config["model"], config["loss"])
+    model = trained.build_model(None)
     weights = ckpt["ema"]["weights"] if use_ema and ckpt.get("ema") else ckpt["model"]
     try:
         model.load_state_dict(weights)
@@ -128,4 +135,4 @@ def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = 
     model.to(device=device)
     if dtype is not None:
         model.to(dtype=dtype)
-    return model.eval(), task, config
+    return model.eval(), trained, config
