@@ -90,6 +90,13 @@ class TDNPotential(EnergyModel):
         rank = cfg.get("rank", 0)
         if not (rank in ("exact", "default") or (isinstance(rank, int) and rank >= 0)):
             raise ConfigError(f"model.rank must be 0 (exact), 'exact', 'default' or a positive integer, got {rank!r}")
+        if cfg.get("tensor_product", "cp") == "cp" and rank in (0, "exact"):
+            from sciml.tdn.factors import EXACT_RANKS
+
+            parity, lmax = cfg.get("parity", "o3"), cfg.get("lmax", 1)
+            if lmax not in EXACT_RANKS[parity]:
+                raise ConfigError(f"model.rank 0 (exact) is known for lmax {sorted(EXACT_RANKS[parity])} with parity "
+                                  f"{parity}, not lmax {lmax}: give an integer rank")
         if cfg.get("force_mode") == "direct" and (cfg.get("lmax", 1) < 1 or cfg.get("parity", "o3") != "o3"):
             raise ConfigError("model.force_mode 'direct' needs lmax >= 1 and parity 'o3'")
 

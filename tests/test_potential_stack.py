@@ -82,6 +82,10 @@ def test_unknown_model_and_bad_values_are_refused_before_any_data_is_read(tmp_pa
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
     assert not cache.exists()  # refused before the extxyz was converted
+    for override, message in (("model.architecture=transformer", "model.architecture must be one of bilstm, mlp"),
+                              ("loss.regression=huber", "loss.regression must be one of mse, mae")):
+        assert main(["train", "examples/pretrained/mskf-bilstm.yaml", "--set", override]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_weight_decay_never_pulls_reference_energies_or_biases(tmp_path) -> None:
@@ -138,3 +142,16 @@ def test_version_1_checkpoints_load_under_the_force_wrapper() -> None:
     assert ckpt["version"] == 2 and ckpt["config"]["model"]["name"] == "tdn"
     assert set(ckpt["model"]) == {f"model.{k}" for k in raw["model"]}
     assert set(ckpt["ema"]["weights"]) == {f"model.{k}" for k in raw["ema"]["weights"]}
+
+
+def test_a_degenerate_cp_rank_is_a_one_line_error(tmp_path, monkeypatch, capsys) -> None:
+    """A rank whose CP fit is degenerate stops `sciml train` with a sciml error (rc 2, no traceback)."""
+    import sciml.tdn.fit
+
+    monkeypatch.setenv("SCIML_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sciml.tdn.fit, "DEGENERACY_LIMIT", 0.0)  # every fit counts as degenerate
+    args = ["train", "examples/pretrained/acac-tdn.yaml", "--set", "model.lmax=1", "--set", "model.rank=3",
+            "--set", "data.n_train=5", "--set", "data.n_val=2", "--set", f"output.dir={tmp_path / 'run'}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "degenerate" in err and "use a larger rank" in err and "Traceback" not in err

@@ -64,7 +64,7 @@ class MLIPCalculator(Calculator):
         from models.potential.forces import ForceField
         from sciml.training.checkpoint import load_model
 
-        model, _, _ = load_model(path, device=device, dtype=_dtype(dtype), use_ema=use_ema)
+        model, _, _ = load_model(path, device=device, dtype=_dtype(dtype), use_ema=use_ema, task="potential")
         if not isinstance(model, ForceField):
             raise DataError(f"checkpoint {path} holds a {type(model).__name__}, not an interatomic potential")
         return cls(model, device=device, dtype=dtype, **kwargs)

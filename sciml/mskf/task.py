@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.mskf_bilstm import ARCHITECTURES, COLUMN_OUTPUTS, TENDENCIES, MSKFNet, build_model
-from sciml.errors import ConfigError
 from sciml.mskf.data import ColumnArrays, load_columns, split_by_time
 from sciml.training.samplers import IndexBatchSampler
 from sciml.training.task import ResumableBatchSampler, Task
@@ -60,13 +59,11 @@ class MSKFTask(Task):
         "regression": "mse",  # mse | mae
     }
 
+    config_choices: ClassVar[dict[str, dict[str, tuple[Any, ...]]]] = {
+        "model": {"architecture": ARCHITECTURES}, "loss": {"regression": ("mse", "mae")}}
+
     def __init__(self, data: dict[str, Any], model: dict[str, Any], loss: dict[str, Any]):
         super().__init__(data, {**self.model_defaults, **model}, loss)  # configs written before `architecture`
-        if loss["regression"] not in ("mse", "mae"):
-            raise ConfigError(f"loss.regression must be 'mse' or 'mae', got {loss['regression']!r}")
-        if self.model_cfg["architecture"] not in ARCHITECTURES:
-            raise ConfigError(f"model.architecture must be one of {', '.join(ARCHITECTURES)}, "
-                              f"got {self.model_cfg['architecture']!r}")
         self._grid: dict[str, Any] | None = None
 
     # -- data ---------------------------------------------------------------------------------------------

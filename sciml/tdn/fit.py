@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sciml.errors import SciMLError
 from sciml.tdn.cg import cg_tensor
 from sciml.tdn.cp_als import CPFit, cp_als
 from sciml.tdn.cp_lm import cp_lm
@@ -18,8 +19,9 @@ RIDGES = (1e-4, 1e-3, 1e-2)
 WARMUP_SWEEPS = 500
 
 
-class DegenerateCPError(ValueError):
-    """No non-degenerate CP factorisation was found for the requested rank."""
+class DegenerateCPError(SciMLError, ValueError):
+    """No non-degenerate CP factorisation was found for the requested rank (a user-facing error: choose a larger
+    rank)."""
 
 
 def _factors(lmax: int, parity: str, fit) -> CPFactors:
