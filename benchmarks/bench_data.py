@@ -1,4 +1,4 @@
-"""Data pipeline benchmark (issue 2): same as ``sciml bench data``; prints a markdown table, writes
+"""Data pipeline benchmark: same as ``sciml bench data``; prints a markdown table, writes
 benchmarks/results/bench_data.json. Usage: ``python benchmarks/bench_data.py [--frames N] [--repeats R]``."""
 
 import argparse

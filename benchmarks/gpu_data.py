@@ -1,4 +1,4 @@
-"""GPU-machine check of the data pipeline (issue 2): HDF5 read rates and DataLoader -> CUDA throughput.
+"""GPU-machine check of the data pipeline: HDF5 read rates and DataLoader -> CUDA throughput.
 
     python benchmarks/gpu_data.py [--out DIR]     # on CUDA: writes DIR/gpu_data.json (default $OUT)
     python benchmarks/gpu_data.py --smoke         # CPU smoke test, a few seconds

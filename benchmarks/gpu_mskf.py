@@ -1,4 +1,4 @@
-"""GPU benchmark of the MSKF surrogate (issue 5): columns/s and cost per column vs MSKF's 5.5 us/column/call.
+"""GPU benchmark of the MSKF surrogate: columns/s and cost per column vs MSKF's 5.5 us/column/call.
 
     python benchmarks/gpu_mskf.py [--out DIR]          # on CUDA: writes DIR/gpu_mskf.json (default $OUT)
     python benchmarks/gpu_mskf.py --smoke              # CPU smoke test, seconds

@@ -1,4 +1,4 @@
-"""GPU benchmark and checks of the TDN tensor product (issue 3); on CPU a quick smoke run.
+"""GPU benchmark and checks of the TDN tensor product; on CPU a quick smoke run.
 
     python benchmarks/gpu_tdn.py --out DIR        # default DIR: $OUT, else ./gpu_tdn_out
 

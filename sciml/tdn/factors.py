@@ -23,9 +23,10 @@ DEGENERACY_LIMIT = 3.0
 FIT_VERSION = "als-lm1"
 
 #: smallest rank at which our deterministic fit (ALS warm-up + Levenberg-Marquardt, ``fit.fit_seed``) was shown to
-#: reach EXACT_TOL with non-degenerate factors and then polished to round-off (<= 1.2e-14; ``benchmarks/
+#: reach EXACT_TOL with non-degenerate factors and then polished to round-off (<= 1.2e-14; ``tools/cp_factors/
 #: tdn_rank_search.py``, ``tdn_polish.py``). Upper bounds on the true CP rank: a few ranks just below (so3 L=6: 814;
-#: o3 L=6: 580, 600) reached EXACT_TOL but not round-off, and o3 L=6 was searched only coarsely; see docs/tdn.md.
+#: o3 L=6: 580, 600) reached EXACT_TOL but not round-off, and o3 L=6 was searched only coarsely; see
+#: tools/cp_factors/README.md.
 EXACT_RANKS: dict[str, dict[int, int]] = {
     "so3": {0: 1, 1: 8, 2: 30, 3: 90, 4: 215, 5: 441, 6: 816},
     "o3": {0: 1, 1: 6, 2: 19, 3: 52, 4: 121, 5: 242, 6: 640},

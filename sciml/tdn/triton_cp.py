@@ -151,9 +151,10 @@ EDGE_MATRIX_MAX_DIM = 64
 _ALL_CHUNKS = ((16, 4), (32, 4), (64, 4), (16, 8), (32, 8), (64, 8))
 #: candidate (channel chunk BC, warps) launch configurations of the SH-first kernels per stage and padded dimension
 #: DP: those that ptxas for sm_90 compiles without register spills in float32 ("ieee" and "tf32x3"; tested in
-#: tests/test_tdn_triton_compile.py, table in docs/benchmarks.md). On a GPU Triton's autotuner times them on the first
-#: call for each (d, C, precision) and keeps the fastest; the interpreter uses the first. Stages: the forward; the
-#: backward in one pass ("backward"), or split in two launches ("backward_gx": gx and gw, "backward_gt": gT).
+#: tests/test_tdn_triton_compile.py, table in benchmarks/results/static_sm90/triton_resources.md). On a GPU Triton's
+#: autotuner times them on the first call for each (d, C, precision) and keeps the fastest; the interpreter uses the
+#: first. Stages: the forward; the backward in one pass ("backward"), or split in two launches ("backward_gx": gx and
+#: gw, "backward_gt": gT).
 EDGE_MATRIX_CONFIGS: dict[str, dict[int, tuple[tuple[int, int], ...]]] = {
     "forward": {16: _ALL_CHUNKS, 32: _ALL_CHUNKS, 64: ((16, 4), (16, 8), (32, 8))},
     "backward": {16: ((16, 4), (32, 4), (16, 8), (32, 8), (64, 8)), 32: ((16, 4), (16, 8), (32, 8)),

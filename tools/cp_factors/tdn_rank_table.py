@@ -3,7 +3,7 @@ the largest rank below the shipped exact rank that was tried and the best error 
 or the Levenberg-Marquardt steps after the ALS warm-up, of that run: a rank that reached 1e-7 only in a run that was
 not polished to 1e-14 is listed too, it is not claimed as exact).
 
-    python benchmarks/tdn_rank_table.py [--log benchmarks/tdn_rank_search.jsonl]
+    python tools/cp_factors/tdn_rank_table.py [--log tools/cp_factors/tdn_rank_search.jsonl]
 """
 
 from __future__ import annotations

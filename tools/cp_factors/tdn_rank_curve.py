@@ -3,8 +3,8 @@ pictures): for each parity and L, fits at a geometric grid of ranks below the ex
 its relative Frobenius error, largest term, float64 product error against the exact CG product and equivariance
 error; then a three-panel figure.
 
-    OMP_NUM_THREADS=1 python benchmarks/tdn_rank_curve.py --lmax 1,2,3,4 --parity so3,o3    # fits (resumable)
-    python benchmarks/tdn_rank_curve.py --plot docs/img/tdn_rank_error.png                  # figure only
+    OMP_NUM_THREADS=1 python tools/cp_factors/tdn_rank_curve.py --lmax 1,2,3,4 --parity so3,o3  # fits (resumable)
+    python tools/cp_factors/tdn_rank_curve.py --plot docs/img/tdn_rank_error.png                # figure only
 
 Every fit is the package's fitting policy, ``fit.fit_factors``, with one seed (seed 0: the ALS warm-up, then at most
 --max-steps Levenberg-Marquardt steps; if that is degenerate, ridge-penalised ALS of at most --max-sweeps sweeps),

@@ -3,7 +3,7 @@ Levenberg-Marquardt) reaches the CG tensor exactly (rel. error < 1e-7, non-degen
 (fails) and --hi (succeeds). Every attempt is appended to --log (JSON
 lines); the exact factors found are written to --ship (the package's shipped factor folder by default).
 
-    OMP_NUM_THREADS=1 python benchmarks/tdn_rank_search.py --lmax 4 --parity so3 --lo 150 --hi 300
+    OMP_NUM_THREADS=1 python tools/cp_factors/tdn_rank_search.py --lmax 4 --parity so3 --lo 150 --hi 300
 """
 
 from __future__ import annotations

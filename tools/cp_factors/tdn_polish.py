@@ -2,7 +2,7 @@
 reaches POLISH_TOL (1e-14) or --max-steps steps; the file is rewritten only if the result is better and not degenerate.
 Every run is appended to the rank-search log with ``"polished_from"`` (the error it started from).
 
-    OMP_NUM_THREADS=1 python benchmarks/tdn_polish.py sciml/data/tdn/cp_so3_L6_R850.npz --max-steps 2000
+    OMP_NUM_THREADS=1 python tools/cp_factors/tdn_polish.py DIR/cp_so3_L6_R816.npz --max-steps 2000
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("file", type=Path)
     ap.add_argument("--max-steps", type=int, default=2000)
     ap.add_argument("--cg-iter", type=int, default=50,
-                    help="conjugate-gradient iterations per LM step (docs/tdn.md: 300 vs 50 near the smallest rank)")
+                    help="conjugate-gradient iterations per LM step (tools/cp_factors/README.md: 300 vs 50)")
     ap.add_argument("--log", type=Path, default=Path(__file__).with_name("tdn_rank_search.jsonl"))
     args = ap.parse_args()
     old = CPFactors.from_bytes(args.file.read_bytes(), source=str(args.file))
