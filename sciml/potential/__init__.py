@@ -1,1 +1,2 @@
-"""Glue between the TDN potential (models/tdn_potential.py) and sciml: training task, data, statistics, metrics."""
+"""Interatomic potentials in sciml: the training task (``task: potential``, any registered energy model), model
+inputs, statistics, metrics, evaluation (``sciml eval``) and relaxation (``sciml relax``)."""
