@@ -1,6 +1,6 @@
-"""Write small LMDB files in the OC20 pickled-PyG and PubChemQCR gzip-pickle layouts (reference datasets.md 1.3 and 2)
-from ASE structures with energies/forces in eV and eV/Angstrom. No public samples of these formats exist: tests and
-benchmarks use these writers to check every field and unit round-trips through the converters."""
+"""Write small LMDB files in the OC20 pickled-PyG and PubChemQCR gzip-pickle layouts, as the published datasets
+store them, from ASE structures with energies/forces in eV and eV/Angstrom. No public samples of these formats exist:
+tests and benchmarks use these writers to check every field and unit round-trips through the converters."""
 
 from __future__ import annotations
 

@@ -160,7 +160,7 @@ def test_cpu_and_cuda_agree(contraction, fused):
 
 
 def test_bench_tp_json_rows(capsys):
-    """`sciml bench tp --json`: one row per (channels, lmax) with the keys the issue names, timings that are real
+    """`sciml bench tp --json`: one row per (channels, lmax) with the documented keys, timings that are real
     (positive, speed-ups consistent with them) and the SH-first order agreeing with the plain product in float32."""
     from sciml.cli import main
 
