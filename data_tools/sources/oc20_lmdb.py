@@ -1,5 +1,5 @@
-"""OC20/OC22 LMDB of pickled torch_geometric ``Data`` (fairchem v0-v1 ``LmdbDataset`` layout, reference
-datasets.md 1.3), decoded with the restricted unpickler. Fields: ``pos`` [n,3] Angstrom, ``atomic_numbers`` [n],
+"""OC20/OC22 LMDB of pickled torch_geometric ``Data`` (fairchem v0-v1 ``LmdbDataset``
+layout), decoded with the restricted unpickler. Fields: ``pos`` [n,3] Angstrom, ``atomic_numbers`` [n],
 ``cell`` [1,3,3], ``natoms``, ``tags`` [n], ``fixed`` [n], energy from ``energy`` / ``y`` / ``y_relaxed``, forces from
 ``forces`` / ``force`` (optional), ``sid`` -> group, ``fid`` -> frame_id (key index when absent). OC20 cells are
 periodic in all three directions unless the record has ``pbc``."""
