@@ -168,6 +168,7 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert "skipped 1 invalid frames" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_shards_and_workers_give_identical_output(tmp_path):
     srcs = [DATA / "acac" / "train_300K.xyz", DATA / "ethanol" / "train_first100.xyz"]
     seq = convert(srcs, tmp_path / "a" / "d.h5", ConvertOptions(shard_size=120, **QUIET))
@@ -193,6 +194,7 @@ def test_shards_and_workers_give_identical_output(tmp_path):
     assert not list(tmp_path.glob("*/.tmp-*"))
 
 
+@pytest.mark.slow
 def test_interrupted_conversion_leaves_no_valid_file(tmp_path):
     src = tmp_path / "big.xyz"
     text = ACAC.read_text()
@@ -272,6 +274,7 @@ def _stages(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob(".tmp-*") if p.is_dir())
 
 
+@pytest.mark.slow
 def test_killed_multi_input_conversion_resumes(tmp_path):
     srcs = _acac_inputs(tmp_path / "in", 4, 2)  # 4 inputs of 1000 frames: about a second each
     out = tmp_path / "out" / "d.h5"
@@ -297,6 +300,7 @@ def test_killed_multi_input_conversion_resumes(tmp_path):
     assert not _stages(out.parent)
 
 
+@pytest.mark.slow
 def test_stage_is_reused_only_for_the_same_inputs_and_options(tmp_path, monkeypatch, capsys):
     import data_tools.convert as conv
 

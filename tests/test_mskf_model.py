@@ -79,6 +79,7 @@ def test_normalisation_lives_in_the_state_dict_and_level_count_comes_from_data(c
 
 
 @pytest.mark.parametrize("architecture,hidden", [("bilstm", 8), ("mlp", 32)])
+@pytest.mark.slow
 def test_training_reduces_the_loss_on_real_columns(crop_columns, architecture, hidden):
     torch.manual_seed(0)
     task = _task(crop_columns, hidden=hidden, architecture=architecture)

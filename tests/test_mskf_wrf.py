@@ -84,6 +84,7 @@ def test_eval_names_the_missing_mskf_fields(repo_dir, checkpoint, tmp_path, caps
     assert "+:h:0:" in err and "RQCCUTEN," not in err  # only what is missing is listed
 
 
+@pytest.mark.slow
 def test_eval_reports_trigger_and_r2_by_wrf_name(repo_dir, checkpoint, tmp_path, capsys):
     plots = tmp_path / "plots"
     assert main(["wrf", "eval", "--checkpoint", str(checkpoint), str(repo_dir / CROP), "--json", "-q",

@@ -30,6 +30,7 @@ kernels = pytest.mark.skipif(not CAN_RUN, reason="run by test_kernels_in_interpr
 
 
 @pytest.mark.skipif(CAN_RUN or not HAVE_TRITON, reason="kernels run in this process / triton missing")
+@pytest.mark.slow
 def test_kernels_in_interpreter_subprocess():
     env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"], env=env,

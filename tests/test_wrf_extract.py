@@ -24,7 +24,7 @@ LAYOUT = {"wrf_mskf_crop.nc": ((1, 24, 32), [960.0]),
           "wrf_mskf_tc_train.nc": ((5, 64, 64), [480.0, 720.0, 960.0, 1200.0, 1440.0])}
 
 
-@pytest.fixture(scope="module", params=["bundled crop", "shared file"])
+@pytest.fixture(scope="module", params=["bundled crop", pytest.param("shared file", marks=pytest.mark.slow)])
 def mskf_columns(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Columns of the bundled crop, or of the full MSKF training file in ../shared (skipped where absent)."""
     if request.param == "bundled crop":
