@@ -52,6 +52,7 @@ def _run(cmd: list, **kwargs) -> str:
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+@pytest.mark.slow
 def test_libtorch_cpp_runs_the_exported_module_like_python(state, tmp_path):
     torch_dir = Path(torch.__file__).parent
     exe = tmp_path / "mskf_libtorch"
@@ -82,6 +83,7 @@ def test_libtorch_cpp_runs_the_exported_module_like_python(state, tmp_path):
 
 @pytest.mark.skipif(shutil.which("gfortran") is None or importlib.util.find_spec("cffi") is None,
                     reason="needs gfortran and cffi")
+@pytest.mark.slow
 def test_fortran_calls_the_cffi_plugin_like_python(state, tmp_path):
     sys.path.insert(0, str(SRC))
     try:

@@ -1,4 +1,4 @@
-"""Converters on the real files in ../shared: ASE formats, OC20 extxyz+txt, sharding, workers, validation, kills."""
+"""Converters on real files (examples/data): ASE formats, OC20 extxyz+txt, sharding, workers, validation, kills."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from sciml.cli import main
 from sciml.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "examples" / "data"
+OC20_TOY = DATA / "oc20" / "toy_c3h8_relax.extxyz"
 QUIET = dict(progress=False)
 
 
@@ -31,12 +33,11 @@ def _frames(path: Path) -> list:
     return ase.io.read(path, ":")
 
 
-@pytest.mark.parametrize("rel", ["mlip_data/acac/train_300K.xyz", "mlip_data/3bpa/train_300K.xyz",
-                                 "mlip_data/ethanol/train.xyz", "oc_samples/toy_c3h8_relax.extxyz",
-                                 "oc_samples/oxides.db", "oc_samples/slab_atoms.json",
-                                 "oc_samples/27998_vasprun.xml"])
-def test_ase_converter_matches_ase(shared_dir, tmp_path, rel):
-    src = shared_dir / rel
+@pytest.mark.parametrize("rel", ["acac/train_300K.xyz", "3bpa/train_300K_first40.xyz", "ethanol/train_first100.xyz",
+                                 "oc20/toy_c3h8_relax.extxyz", "oc20/oxides_every25th.db", "oc20/slab_atoms.json",
+                                 "oc20/27998_vasprun.xml"])
+def test_ase_converter_matches_ase(tmp_path, rel):
+    src = DATA / rel
     result = convert([src], tmp_path / "out.h5", ConvertOptions(**QUIET))
     assert result.fmt == "ase" and result.outputs == [tmp_path / "out.h5"]
     ref = _frames(src)
@@ -60,9 +61,9 @@ def test_ase_converter_matches_ase(shared_dir, tmp_path, rel):
         assert int(d.frame_id) == i and int(d.natoms) == len(a)
 
 
-def _oc20_pair(shared_dir: Path, folder: Path, compress: bool) -> tuple[Path, list[tuple[int, int, float]]]:
+def _oc20_pair(folder: Path, compress: bool) -> tuple[Path, list[tuple[int, int, float]]]:
     """An OC20 S2EF shard pair from the real toy relaxation: extxyz (optionally .xz) + txt sidecar."""
-    src = shared_dir / "oc_samples" / "toy_c3h8_relax.extxyz"
+    src = OC20_TOY
     rows = [(1000 + i % 3, i, -2.5 - 0.01 * i) for i in range(101)]
     text = "".join(f"random{s},frame{f},{r!r}\n" for s, f, r in rows)
     if compress:
@@ -77,13 +78,13 @@ def _oc20_pair(shared_dir: Path, folder: Path, compress: bool) -> tuple[Path, li
 
 
 @pytest.mark.parametrize("compress", [False, True])
-def test_oc20_extxyz_pairs(shared_dir, tmp_path, compress, capsys):
-    ext, rows = _oc20_pair(shared_dir, tmp_path, compress)
+def test_oc20_extxyz_pairs(tmp_path, compress, capsys):
+    ext, rows = _oc20_pair(tmp_path, compress)
     assert detect_format(ext) == "oc20-extxyz"
     assert main(["data", "convert", str(ext), "-o", str(tmp_path / "total.h5")]) == 0
     assert "auto-detected oc20-extxyz" in capsys.readouterr().err
     convert([ext], tmp_path / "ads.h5", ConvertOptions(adsorption_energy=True, **QUIET))
-    ref = _frames(shared_dir / "oc_samples" / "toy_c3h8_relax.extxyz")
+    ref = _frames(OC20_TOY)
     total, ads = AtomsDataset(tmp_path / "total.h5"), AtomsDataset(tmp_path / "ads.h5")
     assert total.energy_convention == "total" and ads.energy_convention == "referenced"
     assert total.groups.tolist() == [s for s, _, _ in rows]
@@ -99,8 +100,8 @@ def test_oc20_extxyz_pairs(shared_dir, tmp_path, compress, capsys):
         assert t.fixed.sum() == 18 and (t.tags == 0).sum() == 18   # subsurface atoms are the fixed ones
 
 
-def test_oc20_sidecar_mismatch_is_an_error(shared_dir, tmp_path):
-    ext, _ = _oc20_pair(shared_dir, tmp_path, False)
+def test_oc20_sidecar_mismatch_is_an_error(tmp_path):
+    ext, _ = _oc20_pair(tmp_path, False)
     lines = (tmp_path / "0.txt").read_text().splitlines()
     (tmp_path / "0.txt").write_text("\n".join(lines[:50]) + "\n")
     with pytest.raises(DataError, match=r"0\.txt: has 50 lines"):
@@ -167,13 +168,14 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert "skipped 1 invalid frames" in capsys.readouterr().out
 
 
-def test_shards_and_workers_give_identical_output(shared_dir, tmp_path):
-    srcs = [shared_dir / "mlip_data" / m / f for m, f in (("acac", "train_300K.xyz"), ("ethanol", "train.xyz"))]
-    seq = convert(srcs, tmp_path / "a" / "d.h5", ConvertOptions(shard_size=300, **QUIET))
-    par = convert(srcs, tmp_path / "b" / "d.h5", ConvertOptions(shard_size=300, workers=2, **QUIET))
-    names = [f"d_{i:04d}.h5" for i in range(5)]  # 500 acac + 1000 ethanol frames in input order, cut every 300
+@pytest.mark.slow
+def test_shards_and_workers_give_identical_output(tmp_path):
+    srcs = [DATA / "acac" / "train_300K.xyz", DATA / "ethanol" / "train_first100.xyz"]
+    seq = convert(srcs, tmp_path / "a" / "d.h5", ConvertOptions(shard_size=120, **QUIET))
+    par = convert(srcs, tmp_path / "b" / "d.h5", ConvertOptions(shard_size=120, workers=2, **QUIET))
+    names = [f"d_{i:04d}.h5" for i in range(5)]  # 500 acac + 100 ethanol frames in input order, cut every 120
     assert [p.name for p in seq.outputs] == [p.name for p in par.outputs] == names
-    assert [ShardReader(p).n_frames for p in par.outputs] == [300] * 5
+    assert [ShardReader(p).n_frames for p in par.outputs] == [120] * 5
     for p, q in zip(seq.outputs, par.outputs):
         with ShardReader(p) as a, ShardReader(q) as b:
             rows_a, rows_b = a.raw_rows(0, a.n_frames), b.raw_rows(0, b.n_frames)
@@ -183,18 +185,19 @@ def test_shards_and_workers_give_identical_output(shared_dir, tmp_path):
                 assert a.h5[path].attrs["crc32"] == b.h5[path].attrs["crc32"]
             assert a.verify() == b.verify() == []
     one = convert(srcs, tmp_path / "c" / "d.h5", ConvertOptions(workers=2, **QUIET))
-    assert one.outputs == [tmp_path / "c" / "d.h5"] and ShardReader(one.outputs[0]).n_frames == 1500
+    assert one.outputs == [tmp_path / "c" / "d.h5"] and ShardReader(one.outputs[0]).n_frames == 600
     a, b = AtomsDataset(tmp_path / "a"), AtomsDataset(tmp_path / "b")
-    assert len(a) == len(b) == 1500
+    assert len(a) == len(b) == 600
     for i in (0, 499, 500, len(a) - 1):
         assert float(a[i].energy) == float(b[i].energy) and a[i].z.tolist() == b[i].z.tolist()
     assert len(set(a.groups.tolist())) == len(a)  # per-frame groups are unique across inputs
     assert not list(tmp_path.glob("*/.tmp-*"))
 
 
-def test_interrupted_conversion_leaves_no_valid_file(shared_dir, tmp_path):
+@pytest.mark.slow
+def test_interrupted_conversion_leaves_no_valid_file(tmp_path):
     src = tmp_path / "big.xyz"
-    text = (shared_dir / "mlip_data" / "acac" / "train_300K.xyz").read_text()
+    text = ACAC.read_text()
     src.write_text(text * 6)  # 3000 frames: a few seconds to convert
     out = tmp_path / "out" / "big.h5"
     cmd = [sys.executable, "-m", "sciml", "data", "convert", str(src), "-o", str(out), "--shard-size", "500"]
@@ -271,6 +274,7 @@ def _stages(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob(".tmp-*") if p.is_dir())
 
 
+@pytest.mark.slow
 def test_killed_multi_input_conversion_resumes(tmp_path):
     srcs = _acac_inputs(tmp_path / "in", 4, 2)  # 4 inputs of 1000 frames: about a second each
     out = tmp_path / "out" / "d.h5"
@@ -296,6 +300,7 @@ def test_killed_multi_input_conversion_resumes(tmp_path):
     assert not _stages(out.parent)
 
 
+@pytest.mark.slow
 def test_stage_is_reused_only_for_the_same_inputs_and_options(tmp_path, monkeypatch, capsys):
     import data_tools.convert as conv
 

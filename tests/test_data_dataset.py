@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -16,13 +17,15 @@ from data_tools.dataset import AtomsDataset
 from data_tools.sampler import BlockShuffleBatchSampler
 from data_tools.sampler import ResumableBatchSampler
 
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
+
 
 @pytest.fixture(scope="module")
-def shards(shared_dir, tmp_path_factory):
-    """acac (500 x 15 atoms) + 3bpa (500 x 27) in 4 shards of <= 300 frames."""
+def shards(tmp_path_factory):
+    """acac (500 x 15 atoms) + 3bpa (40 x 27) in 4 shards of <= 150 frames."""
     out = tmp_path_factory.mktemp("ds") / "mix.h5"
-    srcs = [shared_dir / "mlip_data" / "acac" / "train_300K.xyz", shared_dir / "mlip_data" / "3bpa" / "train_300K.xyz"]
-    result = convert(srcs, out, ConvertOptions(shard_size=300, progress=False))
+    srcs = [DATA / "acac" / "train_300K.xyz", DATA / "3bpa" / "train_300K_first40.xyz"]
+    result = convert(srcs, out, ConvertOptions(shard_size=150, progress=False))
     frames = [a for s in srcs for a in ase.io.read(s, ":")]
     return result.outputs, frames
 
@@ -30,7 +33,7 @@ def shards(shared_dir, tmp_path_factory):
 def test_item_fields_and_dtypes(shards):
     paths, frames = shards
     ds = AtomsDataset(paths)
-    assert len(ds) == len(frames) == 1000
+    assert len(paths) == 4 and len(ds) == len(frames) == 540
     d = ds[517]
     a = frames[517]
     expected = {"z": (torch.long, (27,)), "pos": (torch.float32, (27, 3)), "forces": (torch.float32, (27, 3)),
@@ -45,12 +48,12 @@ def test_item_fields_and_dtypes(shards):
     assert ds.natoms.tolist() == [len(f) for f in frames]
     assert ds[-1].z.tolist() == frames[-1].numbers.tolist()
     with pytest.raises(IndexError):
-        ds[1000]
+        ds[540]
 
 
 def test_fast_construction_and_collate_equal_pyg(shards):
     ds = AtomsDataset(shards[0])
-    items = ds.__getitems__([3, 700, 4, 999, 0])
+    items = ds.__getitems__([3, 520, 4, 539, 0])
     plain = [Data(**{k: d[k] for k in d.keys()}) for d in items]
     ours, ref = collate_atoms(items), Batch.from_data_list(plain)
     assert type(ours) is type(ref) and ours.num_graphs == ref.num_graphs == 5
@@ -71,7 +74,7 @@ def test_fast_construction_and_collate_equal_pyg(shards):
 
 def test_subsets_batches_and_block_reads(shards):
     paths, frames = shards
-    idx = [999, 3, 4, 5, 600, 299, 300]
+    idx = [539, 3, 4, 5, 520, 149, 150]
     sub = AtomsDataset(paths, indices=idx)
     full = AtomsDataset(paths, frame_cache_mb=0)   # per-frame arrays read on demand
     assert sub.natoms.tolist() == [len(frames[i]) for i in idx]
@@ -84,7 +87,7 @@ def test_subsets_batches_and_block_reads(shards):
     block = full.read_block(10, 20)
     assert block["positions"].shape == (150, 3) and block["energy"].shape == (10,)
     with pytest.raises(ValueError, match="not consecutive"):
-        full.read_block(290, 310)   # crosses a shard boundary
+        full.read_block(140, 160)   # crosses a shard boundary
     batch = collate_atoms(items)
     assert batch.num_graphs == len(idx) and batch.pos.shape[0] == sum(len(frames[i]) for i in idx)
     assert batch.energy.shape == (len(idx),) and batch.cell.shape == (len(idx), 3, 3)
@@ -218,10 +221,10 @@ def test_sampler_resume_mid_epoch_equals_uninterrupted():
         BlockShuffleBatchSampler(natoms, max_atoms=300, seed=9, world_size=3).load_state_dict(state)
 
 
-def test_shards_with_different_arrays_are_refused(shards, tmp_path, shared_dir):
+def test_shards_with_different_arrays_are_refused(shards, tmp_path):
     other = tmp_path / "oc.h5"
     ext = tmp_path / "0.extxyz"
-    ext.write_bytes((shared_dir / "oc_samples" / "toy_c3h8_relax.extxyz").read_bytes())
+    ext.write_bytes((DATA / "oc20" / "toy_c3h8_relax.extxyz").read_bytes())
     (tmp_path / "0.txt").write_text("random1,frame0,-1.0\n" * 101)
     convert([ext], other, ConvertOptions(progress=False))   # has ref_energy, the molecules do not
     with pytest.raises(Exception, match=r"oc\.h5: arrays \['ref_energy'\] differ"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import ase.io
 import h5py
@@ -17,13 +18,14 @@ from data_tools.reader import ShardReader
 from sciml.cli import main
 from sciml.errors import DataError
 
+ACAC = Path(__file__).resolve().parents[1] / "examples" / "data" / "acac"
+
 
 @pytest.fixture(scope="module")
-def acac(shared_dir, tmp_path_factory):
-    src = shared_dir / "mlip_data" / "acac" / "train_300K.xyz"
+def acac(tmp_path_factory):
+    src = ACAC / "train_300K.xyz"
     out = tmp_path_factory.mktemp("fmt") / "acac.h5"
-    convert([src], out, ConvertOptions(progress=False,
-                                       ref_energies=shared_dir / "mlip_data" / "acac" / "isolated_atoms.xyz"))
+    convert([src], out, ConvertOptions(progress=False, ref_energies=ACAC / "isolated_atoms.xyz"))
     return src, out
 
 
@@ -51,10 +53,9 @@ def test_round_trip_matches_ase(acac):
     assert (block["offsets"] == np.arange(501) * 15).all()
 
 
-def test_reference_energies_in_metadata(acac, shared_dir):
+def test_reference_energies_in_metadata(acac):
     _, out = acac
-    iso = {int(a.numbers[0]): a.get_potential_energy()
-           for a in ase.io.read(shared_dir / "mlip_data" / "acac" / "isolated_atoms.xyz", ":")}
+    iso = {int(a.numbers[0]): a.get_potential_energy() for a in ase.io.read(ACAC / "isolated_atoms.xyz", ":")}
     with ShardReader(out) as r:
         assert r.element_reference_energies == iso
         assert r.elements == [1, 6, 8]

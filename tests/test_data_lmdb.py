@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -22,6 +23,7 @@ from data_tools.sources.lmdb_io import open_env
 from sciml.errors import DataError
 
 QUIET = dict(progress=False)
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 
 class Evil:
@@ -89,8 +91,8 @@ def test_malicious_pickles_are_refused(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def toy(shared_dir):
-    return ase.io.read(shared_dir / "oc_samples" / "toy_c3h8_relax.extxyz", ":")
+def toy():
+    return ase.io.read(DATA / "oc20" / "toy_c3h8_relax.extxyz", ":")
 
 
 def test_oc20_lmdb_round_trip(toy, tmp_path):
@@ -124,9 +126,9 @@ def test_oc20_lmdb_is2re_energy_key_and_total_convention(toy, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def molecules(shared_dir):
-    acac = ase.io.read(shared_dir / "mlip_data" / "acac" / "train_300K.xyz", ":30")
-    eth = ase.io.read(shared_dir / "mlip_data" / "ethanol" / "train.xyz", ":20")
+def molecules():
+    acac = ase.io.read(DATA / "acac" / "train_300K.xyz", ":30")
+    eth = ase.io.read(DATA / "ethanol" / "train_first100.xyz", ":20")
     return acac, eth
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import ase.io
 import h5py
@@ -15,12 +16,14 @@ from data_tools.splits import sizes_from_fractions, split_frames
 from sciml.cli import main
 from sciml.errors import ConfigError, DataError
 
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
+
 
 @pytest.fixture(scope="module")
-def oc20_like(shared_dir, tmp_path_factory):
+def oc20_like(tmp_path_factory):
     """The toy OC20 relaxation as 2 shards with 7 groups (sids) of varying size, via the OC20 extxyz converter."""
     folder = tmp_path_factory.mktemp("split")
-    src = shared_dir / "oc_samples" / "toy_c3h8_relax.extxyz"
+    src = DATA / "oc20" / "toy_c3h8_relax.extxyz"
     (folder / "0.extxyz").write_bytes(src.read_bytes())
     sids = [int(i ** 0.5) for i in range(101)]   # groups 0..10 with growing sizes
     (folder / "0.txt").write_text("".join(f"random{s},frame{i},-1.0\n" for i, s in enumerate(sids)))
@@ -80,8 +83,8 @@ def test_split_detects_changed_shards(oc20_like, tmp_path):
         AtomsDataset(tmp_path / "s" / "a.idx.npz")
 
 
-def test_info_json_statistics(shared_dir, tmp_path, capsys):
-    src = shared_dir / "mlip_data" / "ethanol" / "train.xyz"
+def test_info_json_statistics(tmp_path, capsys):
+    src = DATA / "ethanol" / "train_first100.xyz"
     out = tmp_path / "eth.h5"
     convert([src], out, ConvertOptions(progress=False))
     assert main(["data", "info", str(out), "--json"]) == 0
@@ -89,8 +92,8 @@ def test_info_json_statistics(shared_dir, tmp_path, capsys):
     frames = ase.io.read(src, ":")
     energy = np.array([a.get_potential_energy() for a in frames])
     forces = np.concatenate([a.get_forces() for a in frames]).astype(np.float32).astype(np.float64)
-    assert info["n_frames"] == 1000 and info["n_atoms"] == 9000 and info["elements"] == ["H", "C", "O"]
-    assert info["element_counts"] == {"H": 6000, "C": 2000, "O": 1000}
+    assert info["n_frames"] == 100 and info["n_atoms"] == 900 and info["elements"] == ["H", "C", "O"]
+    assert info["element_counts"] == {"H": 600, "C": 200, "O": 100}
     for key, ref in (("energy", energy), ("forces", forces)):
         stats = info[key]
         assert stats["mean"] == pytest.approx(ref.mean(), rel=1e-9, abs=1e-9)
@@ -99,4 +102,4 @@ def test_info_json_statistics(shared_dir, tmp_path, capsys):
     assert info["checksums_verified"] is True and info["files"][0]["checksums"] == "ok"
     assert main(["data", "info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "frames:    1000" in text and "checksums: verified OK" in text and "eV/Angstrom" in text
+    assert "frames:    100   atoms: 900" in text and "checksums: verified OK" in text and "eV/Angstrom" in text

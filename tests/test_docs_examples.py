@@ -43,6 +43,7 @@ OUTPUT_CHECKS = {"docs/tdn.md": _check_tdn_output}
 
 
 @pytest.mark.parametrize("code", _blocks())
+@pytest.mark.slow
 def test_doc_example_runs(code, tmp_path, request):
     result = _run(["-c", code], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -53,6 +54,7 @@ def test_doc_example_runs(code, tmp_path, request):
         OUTPUT_CHECKS[doc](result.stdout)
 
 
+@pytest.mark.slow
 def test_relax_example_lowers_energy_and_forces(tmp_path):
     result = _run([str(ROOT / "examples" / "relax_molecule.py")], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -61,6 +63,7 @@ def test_relax_example_lowers_energy_and_forces(tmp_path):
     assert forces[1] <= 0.05 < forces[0] and drop > 0, result.stdout
 
 
+@pytest.mark.slow
 def test_mskf_hook_example_returns_fortran_tendencies(tmp_path):
     result = _run([str(ROOT / "examples" / "mskf_hook_tile.py")], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -162,6 +162,7 @@ def test_checkpoints_that_are_not_mskf_surrogates_are_refused(repo_dir, crop_col
 
 
 @pytest.mark.parametrize("architecture,hidden", [("bilstm", 8), ("mlp", 32)])
+@pytest.mark.slow
 def test_training_reduces_the_loss_on_real_columns(crop_columns, architecture, hidden):
     torch.manual_seed(0)
     task = _task(crop_columns, hidden=hidden, architecture=architecture)

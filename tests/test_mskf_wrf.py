@@ -55,9 +55,9 @@ def test_infer_writes_wrf_shaped_fields_with_wrf_attributes(repo_dir, checkpoint
     assert not list(tmp_path.glob(".tmp-*"))
 
 
-@pytest.mark.parametrize("name,levels", [("wrfpython_ci_test_file.nc", 14), ("salem_wrf_d01_allvars_cropped.nc", 27)])
-def test_files_on_another_vertical_grid_are_refused(shared_dir, checkpoint, tmp_path, capsys, name, levels):
-    path = shared_dir / "wrf_samples" / name
+@pytest.mark.parametrize("name,levels", [("wrfpython_ci_test_crop.nc", 14), ("salem_wrf_d01_t0.nc", 27)])
+def test_files_on_another_vertical_grid_are_refused(repo_dir, checkpoint, tmp_path, capsys, name, levels):
+    path = repo_dir / "examples" / "data" / "wrf_samples" / name
     for cmd in (["infer", "-o", str(tmp_path / "x.nc")], ["eval"]):
         assert main(["wrf", *cmd, "--checkpoint", str(checkpoint), str(path), "-q"]) == 2
         err = capsys.readouterr().err
@@ -83,6 +83,7 @@ def test_eval_names_the_missing_mskf_fields(repo_dir, checkpoint, tmp_path, caps
     assert "+:h:0:" in err and "RQCCUTEN," not in err  # only what is missing is listed
 
 
+@pytest.mark.slow
 def test_eval_reports_trigger_and_r2_by_wrf_name(repo_dir, checkpoint, tmp_path, capsys):
     plots = tmp_path / "plots"
     assert main(["wrf", "eval", "--checkpoint", str(checkpoint), str(repo_dir / CROP), "--json", "-q",

@@ -106,11 +106,12 @@ def test_relax_cli_keeps_fixed_atoms_fixed(slab_checkpoint: Path, tmp_path: Path
     assert traj[-1].get_potential_energy() == pytest.approx(summary["energy_final_eV"])
 
 
-def test_relax_slab_json_keeps_fixatoms(tmp_path: Path, shared_dir: Path) -> None:
-    slab = ase.io.read(str(shared_dir / "oc_samples" / "slab_atoms.json"))
+def test_relax_slab_json_keeps_fixatoms(tmp_path: Path) -> None:
+    src = REPO / "examples" / "data" / "oc20" / "slab_atoms.json"
+    slab = ase.io.read(str(src))
     ckpt = write_checkpoint(tmp_path / "oxide.pt", sorted(set(slab.numbers.tolist())))
     out = tmp_path / "slab_relaxed.json"
-    assert main(["relax", "--checkpoint", str(ckpt), str(shared_dir / "oc_samples" / "slab_atoms.json"), "-o",
+    assert main(["relax", "--checkpoint", str(ckpt), str(src), "-o",
                  str(out), "--steps", "3", "--fmax", "1e-5"]) == 0
     relaxed = ase.io.read(str(out))
     fixed = slab.constraints[0].get_indices()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from potential_helpers import ACAC
 
@@ -38,6 +39,7 @@ def validation_loss(cfg: dict[str, Any], model: torch.nn.Module) -> float:
     return task.reduce_metrics(sums)["val_score"]
 
 
+@pytest.mark.slow
 def test_training_reduces_validation_loss(tmp_path: Path) -> None:
     from sciml.potential.task import PotentialTask
     from sciml.training.checkpoint import load_model
@@ -58,6 +60,7 @@ def test_training_reduces_validation_loss(tmp_path: Path) -> None:
     assert validation_loss(cfg2, stage2) == after
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path: Path) -> None:
     Trainer(config(tmp_path, "ref")).run()
     Trainer(config(tmp_path, "cut", max_steps=5)).run()  # stops mid-way through epoch 0 (8 batches per epoch)

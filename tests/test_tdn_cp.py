@@ -117,6 +117,7 @@ def test_e3nn_path_weight_is_e3nn_normalisation():
         assert float(e3.path_weight[p]) == pytest.approx(((2 * l3 + 1) / fan_in) ** 0.5)
 
 
+@pytest.mark.slow
 def test_fit_rejects_degenerate_factors():
     """Below the true rank (L=1, R=7) plain ALS drifts into diverging-norm solutions for some seeds; fit_factors
     must not return those."""

@@ -33,6 +33,7 @@ def test_gauss_newton_product_is_jacobian_gram():
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_lm_reaches_round_off_where_als_crawls():
     """o3 L=3 at rank 52 (below the former ALS bound 55): from 500 ALS sweeps (error ~1e-3) LM reaches 1e-14 with
     bounded terms, while ALS from the same start is still far from exact after 4x as many sweeps."""
@@ -47,6 +48,7 @@ def test_lm_reaches_round_off_where_als_crawls():
     assert als.rel_error > 1e3 * fit.rel_error
 
 
+@pytest.mark.slow
 def test_lm_stops_at_a_non_exact_minimum_and_is_deterministic():
     """Below the CP rank (so3 L=1, R=7) there is no exact fit: LM stalls at a finite error instead of running on."""
     m = cg_tensor(1, "so3").numpy()

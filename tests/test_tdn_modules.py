@@ -123,6 +123,7 @@ def _load_in_process(args):
     return f.x.tobytes(), f.rel_error
 
 
+@pytest.mark.slow
 def test_disk_cache_concurrent_ranks_fit_once(tmp_path):
     """Three processes (like DDP ranks) ask for an unshipped rank at once: identical factors, one file, no temps."""
     from sciml.tdn.cache import SHIPPED_DIR, file_name

@@ -16,6 +16,7 @@ EDGE_CANDIDATES = [(stage, dp, bc, nw) for stage, per_dp in triton_cp.EDGE_MATRI
 
 
 @pytest.mark.parametrize("stage,dp,bc,nw", EDGE_CANDIDATES)
+@pytest.mark.slow
 def test_sh_first_candidates_compile_without_spills(stage, dp, bc, nw):
     for precision in ("ieee", "tf32x3"):
         res = stage_resources(stage, dp, bc, nw, precision)
@@ -25,12 +26,14 @@ def test_sh_first_candidates_compile_without_spills(stage, dp, bc, nw):
 
 @pytest.mark.parametrize("lmax", range(1, 7))
 @pytest.mark.parametrize("channels", [16, 64])
+@pytest.mark.slow
 def test_rank_kernels_automatic_config_compiles_without_spills(lmax, channels):
     for name in ("cp_fwd_kernel", "cp_bwd_kernel"):
         res = rank_resources(name, (lmax + 1) ** 2, channels)
         assert res["spill_bytes"] == 0, (name, lmax, channels, triton_cp.rank_config((lmax + 1) ** 2, channels), res)
 
 
+@pytest.mark.slow
 def test_float64_kernels_compile():
     """float64 runs the CPU-vs-CUDA checks: every kernel must compile (spills allowed, it is not the fast path)."""
     for stage, per_dp in triton_cp.EDGE_MATRIX_CONFIGS.items():

@@ -147,6 +147,7 @@ def read_metrics(run: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
+@pytest.mark.slow
 def test_training_reduces_error_and_writes_outputs(acac_features: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     summary = train_in_process(make_config(acac_features, run, train={"max_epochs": 4, "ema_decay": 0.9}))
@@ -284,6 +285,7 @@ def test_ema_follows_formula() -> None:
 
 
 # -- checkpoints, resume, NaN --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_checkpoint_is_weights_only_and_load_model_matches_validation(acac_features: Path, tmp_path: Path) -> None:
     from sciml.training.checkpoint import load_model
 
@@ -329,6 +331,7 @@ def _final_state(run: Path) -> dict[str, Any]:
     return torch.load(run / "last.pt", map_location="cpu", weights_only=True)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical(acac_features: Path, tmp_path: Path) -> None:
     common = {"train": {"max_epochs": 3, "checkpoint_every_steps": 7, "ema_decay": 0.9},
               "data": {"path": str(acac_features), "sleep_s": 0.01}}
@@ -363,6 +366,7 @@ def test_resume_after_sigkill_is_bit_identical(acac_features: Path, tmp_path: Pa
     assert (tmp_path / "cut" / "metrics.csv").read_text() == (tmp_path / "ref" / "metrics.csv").read_text()
 
 
+@pytest.mark.slow
 def test_graceful_stops_then_resume_match_uninterrupted_run(acac_features: Path, tmp_path: Path) -> None:
     """SIGTERM and train.max_time_s stop at a step boundary with last.pt written; resuming twice gives the same
     final state as one uninterrupted run (in process: same threads, so bit-identical)."""
@@ -392,6 +396,7 @@ def test_graceful_stops_then_resume_match_uninterrupted_run(acac_features: Path,
     assert a["history"] == b["history"]
 
 
+@pytest.mark.slow
 def test_resume_refuses_changed_model_and_existing_run(acac_features: Path, tmp_path: Path) -> None:
     from sciml.errors import ConfigError
 
@@ -412,6 +417,7 @@ def test_resume_refuses_changed_model_and_existing_run(acac_features: Path, tmp_
     assert group["lr"] == 1e-4 and group["weight_decay"] == 0.01 and ckpt["scheduler"]["base_lrs"] == [1e-4]
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_step_epoch_and_indices(acac_features: Path, tmp_path: Path) -> None:
     from sciml.training.trainer import NonFiniteLossError
 
@@ -432,6 +438,7 @@ def test_nan_loss_stops_with_step_epoch_and_indices(acac_features: Path, tmp_pat
     assert summary["nan_skipped"] == 3 and summary["steps"] == 3 * 25 - 3
 
 
+@pytest.mark.slow
 def test_nan_skip_policy_counts_and_continues(acac_features: Path, tmp_path: Path) -> None:
     cfg = make_config(acac_features, tmp_path / "run", data={"path": str(acac_features), "poison_index": 123},
                       train={"max_epochs": 2, "nan_policy": "skip"})
@@ -443,6 +450,7 @@ def test_nan_skip_policy_counts_and_continues(acac_features: Path, tmp_path: Pat
     assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_score"]) for r in rows)
 
 
+@pytest.mark.slow
 def test_torchrun_ddp_two_ranks_step_together(acac_features: Path, tmp_path: Path) -> None:
     from sciml.training.checkpoint import load_model
 

@@ -19,11 +19,18 @@ from sciml.cli import main
 from sciml.errors import DataError
 
 CROP = Path(__file__).resolve().parents[1] / "examples" / "data" / "wrf_mskf_crop.nc"
+#: (output times, south_north, west_east) and XTIME (minutes) of the bundled crop and of the full file in ../shared
+LAYOUT = {"wrf_mskf_crop.nc": ((1, 24, 32), [960.0]),
+          "wrf_mskf_tc_train.nc": ((5, 64, 64), [480.0, 720.0, 960.0, 1200.0, 1440.0])}
 
 
-@pytest.fixture(scope="module")
-def mskf_columns(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    src = shared_dir / "wrf_mskf" / "wrf_mskf_tc_train.nc"
+@pytest.fixture(scope="module", params=["bundled crop", pytest.param("shared file", marks=pytest.mark.slow)])
+def mskf_columns(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Columns of the bundled crop, or of the full MSKF training file in ../shared (skipped where absent)."""
+    if request.param == "bundled crop":
+        src = CROP
+    else:
+        src = request.getfixturevalue("shared_dir") / "wrf_mskf" / "wrf_mskf_tc_train.nc"
     out = tmp_path_factory.mktemp("wrf") / "columns.h5"
     extract_columns([src], out, progress=False)
     return src, out
@@ -31,15 +38,17 @@ def mskf_columns(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_rows_match_the_netcdf_file(mskf_columns: tuple[Path, Path]) -> None:
     src, out = mskf_columns
+    (nt, ny, nx), xtime = LAYOUT[src.name]
     with h5py.File(out) as h5, netCDF4.Dataset(src) as nc:
-        assert h5["inputs"].shape == (5 * 64 * 64, 13, 40) and h5["inputs_2d"].shape == (5 * 64 * 64, 3)
-        assert h5["targets"].shape == (5 * 64 * 64, 6, 40) and h5["targets_2d"].shape == (5 * 64 * 64, 3)
+        assert nc["T"].shape == (nt, 40, ny, nx)
+        assert h5["inputs"].shape == (nt * ny * nx, 13, 40) and h5["inputs_2d"].shape == (nt * ny * nx, 3)
+        assert h5["targets"].shape == (nt * ny * nx, 6, 40) and h5["targets_2d"].shape == (nt * ny * nx, 3)
         assert h5["inputs"].dtype == np.float32
         names = read_names(out)
         rng = np.random.default_rng(0)
         for row in rng.integers(0, h5["i"].shape[0], 25):
             i, j, t = int(h5["i"][row]), int(h5["j"][row]), int(h5["frame"][row])
-            assert row == t * 64 * 64 + j * 64 + i
+            assert row == t * ny * nx + j * nx + i
             for f, name in enumerate(names["targets"]):
                 np.testing.assert_array_equal(h5["targets"][row, f], nc[name][t, :, j, i])
             for f, name in enumerate(names["targets_2d"]):
@@ -54,7 +63,7 @@ def test_rows_match_the_netcdf_file(mskf_columns: tuple[Path, Path]) -> None:
             times = nc["Times"][t].tobytes().decode()
             assert h5["frames/Times"][t].decode() == times
             assert np.datetime64(int(h5["time"][row]), "s") == np.datetime64(times.replace("_", "T"))
-        assert h5["frames/XTIME"][:].tolist() == [480.0, 720.0, 960.0, 1200.0, 1440.0]
+        assert h5["frames/XTIME"][:].tolist() == xtime
         assert h5["files"][:].astype(str).tolist() == [str(src)] and (h5["file"][:] == 0).all()
         assert h5["inputs"].attrs["units"][names["inputs"].index("p")] == "Pa"
         assert h5["targets_2d"].attrs["units"][names["targets_2d"].index("NCA")] == "s"
@@ -147,17 +156,17 @@ def test_cli_extract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "NCA are cumulus outputs of the same output time and leak the target" in capsys.readouterr().err
 
 
-def test_cli_missing_variables(tmp_path: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    tibet = shared_dir / "wrf_samples" / "salem_wrf_d01_allvars_cropped.nc"
+def test_cli_missing_variables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tibet = CROP.parent / "wrf_samples" / "salem_wrf_d01_t0.nc"   # 1 output time x 8 x 10 columns, 27 levels
     bad = tmp_path / "tibet.h5"
     assert main(["wrf", "extract", str(tibet), "-o", str(bad), "-q"]) == 2
     err = capsys.readouterr().err
-    assert "salem_wrf_d01_allvars_cropped.nc: missing WRF variable(s) W0AVG" in err
+    assert "salem_wrf_d01_t0.nc: missing WRF variable(s) W0AVG" in err
     assert "+:h:0:W0AVG,RTHCUTEN,RQVCUTEN,RQCCUTEN,RQRCUTEN,RQICUTEN,RQSCUTEN,PRATEC,NCA,RAINCV" in err
     assert not bad.exists() and list(tmp_path.glob(".tmp-*")) == []  # atomic: nothing half-written
     assert main(["wrf", "extract", str(tibet), "-o", str(bad), "-q", "--inputs", "t,qv,PBLH", "--targets", ""]) == 0
     with h5py.File(bad) as h5:
-        assert h5["inputs"].shape == (4 * 80, 2, 27) and h5["targets"].shape == (4 * 80, 0, 27)
+        assert h5["inputs"].shape == (1 * 80, 2, 27) and h5["targets"].shape == (1 * 80, 0, 27)
 
 
 def test_non_finite_value_named(tmp_path: Path) -> None:

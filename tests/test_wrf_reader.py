@@ -1,4 +1,5 @@
-"""WRF reader: diagnostics against wrf-python's own results and physical checks on three real WRF files."""
+"""WRF reader: diagnostics against wrf-python's own results and physical checks on real WRF files (crops shipped in
+examples/data; the full MSKF file in ../shared where present)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from sciml.errors import DataError
 
 
 @pytest.fixture(scope="module")
-def samples(shared_dir: Path) -> Path:
-    return shared_dir / "wrf_samples"
+def samples(repo_dir: Path) -> Path:
+    """Crops of three third-party WRF files (examples/data/wrf_samples/README.md)."""
+    return repo_dir / "examples" / "data" / "wrf_samples"
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +33,8 @@ def _maxrel(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_matches_wrf_python_diagnostics(samples: Path) -> None:
-    ds = open_wrf(samples / "wrfpython_ci_test_file.nc").isel(Time=0)
-    ref = xr.open_dataset(samples / "wrfpython_ci_result_file.nc")
+    ds = open_wrf(samples / "wrfpython_ci_test_crop.nc").isel(Time=0)
+    ref = xr.open_dataset(samples / "wrfpython_ci_result_crop.nc")
     assert _maxrel(ds["p"].values / 100.0, ref["pressure"].values) < 1e-3  # wrf-python pressure is in hPa
     assert _maxrel(ds["th"].values, ref["theta"].values) < 1e-3
     assert _maxrel(ds["t"].values, ref["tk"].values) < 1e-3
@@ -48,7 +50,7 @@ def test_matches_wrf_python_diagnostics(samples: Path) -> None:
 
 
 def test_staggered_shapes_and_units(samples: Path) -> None:
-    ds = open_wrf(samples / "wrfpython_ci_test_file.nc")
+    ds = open_wrf(samples / "wrfpython_ci_test_crop.nc")
     nt, nz, ny, nx = ds["T"].shape
     assert ds["U"].shape == (nt, nz, ny, nx + 1) and ds["V"].shape == (nt, nz, ny + 1, nx)
     assert ds["W"].shape == ds["PH"].shape == ds["z_w"].shape == (nt, nz + 1, ny, nx)
@@ -61,7 +63,7 @@ def test_staggered_shapes_and_units(samples: Path) -> None:
 
 
 def test_tibet_full_columns(samples: Path) -> None:
-    ds = open_wrf(samples / "salem_wrf_d01_allvars_cropped.nc").compute()
+    ds = open_wrf(samples / "salem_wrf_d01_t0.nc").compute()
     assert ds.sizes["bottom_top"] == 27 and ds.sizes["south_north"] * ds.sizes["west_east"] == 80
     for name in ("PBLH", "HFX", "UST"):
         assert ds[name].dims == ("Time", "south_north", "west_east")
@@ -113,22 +115,23 @@ def test_several_files_concatenate_with_source_index(repo_dir: Path) -> None:
     np.testing.assert_array_equal(ds["t"].isel(Time=0).values, ds["t"].isel(Time=1).values)
 
 
-def test_different_grids_refused_by_name(samples: Path, mskf_file: Path) -> None:
-    tibet = samples / "salem_wrf_d01_allvars_cropped.nc"
-    with pytest.raises(DataError, match=r"salem_wrf_d01_allvars_cropped\.nc has another grid than .*wrf_mskf_tc_train"
-                                        r"\.nc.*nz: 40 vs 27"):
-        open_wrf([mskf_file, tibet])
+def test_different_grids_refused_by_name(samples: Path, repo_dir: Path) -> None:
+    tibet = samples / "salem_wrf_d01_t0.nc"
+    crop = repo_dir / "examples" / "data" / "wrf_mskf_crop.nc"
+    with pytest.raises(DataError, match=r"salem_wrf_d01_t0\.nc has another grid than .*wrf_mskf_crop\.nc"
+                                        r".*nz: 40 vs 27"):
+        open_wrf([crop, tibet])
 
 
-def test_vertical_grid_signature(mskf_file: Path) -> None:
-    sig = grid_signature(open_wrf(mskf_file))
+def test_vertical_grid_signature(repo_dir: Path) -> None:
+    sig = grid_signature(open_wrf(repo_dir / "examples" / "data" / "wrf_mskf_crop.nc"))
     assert sig["nz"] == 40 and len(sig["ZNU"]) == 40 and len(sig["ZNW"]) == 41
     assert sig["ZNW"][0] == 1.0 and sig["ZNW"][-1] == 0.0
     assert sig["DX"] == 9000.0 and sig["DT"] == 45.0 and abs(sig["P_TOP"] - 2594.08) < 0.01
 
 
 def test_missing_variables_error_says_how_to_get_them(samples: Path) -> None:
-    path = samples / "wrfpython_ci_test_file.nc"
+    path = samples / "wrfpython_ci_test_crop.nc"
     ds = open_wrf(path)
     with pytest.raises(DataError) as info:
         require(str(path), ds.variables, ["th", "PBLH", "RTHCUTEN", "NCA"])
@@ -147,8 +150,8 @@ def test_iofields_lines_respect_wrf_limit() -> None:
 
 
 def test_non_wrf_file_refused(samples: Path, tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="wrfpython_ci_result_file.nc: not a wrfout file"):
-        open_wrf(samples / "wrfpython_ci_result_file.nc")
+    with pytest.raises(DataError, match="wrfpython_ci_result_crop.nc: not a wrfout file"):
+        open_wrf(samples / "wrfpython_ci_result_crop.nc")
     bad = tmp_path / "broken.nc"
     bad.write_bytes(b"not netcdf at all")
     with pytest.raises(DataError, match="broken.nc: cannot be read as netCDF"):
