@@ -60,6 +60,12 @@ class ConvertOptions:
     stages: tuple[str, ...] = ("DFT_1st",)
     ref_energies: Path | None = None
     progress: bool = True
+    overwrite: bool = False  # replace an existing output that is not a sciml atoms file (never an input)
+    max_record_mb: float = 256.0  # PubChemQCR: largest decompressed record accepted (a gzip bomb is refused)
+
+
+#: options that do not change the converted data (left out of the stage key)
+_RUN_OPTIONS = ("progress", "workers", "overwrite", "max_record_mb")
 
 
 @dataclass
@@ -286,7 +292,7 @@ def stage_key(paths: list[Path], fmt: str, opts: ConvertOptions, version: str) -
     """16 hex digits of SHA-256 over everything that determines the converted data: inputs (resolved path, size,
     mtime_ns), the resolved format, every option except ``progress`` and ``workers`` (the ``--ref-energies`` file
     by path, size and mtime_ns) and the sciml version."""
-    options = {k: v for k, v in asdict(opts).items() if k not in ("progress", "workers", "fmt", "ref_energies")}
+    options = {k: v for k, v in asdict(opts).items() if k not in (*_RUN_OPTIONS, "fmt", "ref_energies")}
     payload = {"sciml_version": version, "format": fmt, "options": options,
                "inputs": [_stat_entry(p) for p in paths],
                "ref_energies": _stat_entry(opts.ref_energies) if opts.ref_energies else None}
@@ -384,6 +390,25 @@ def _commit(staged: list[Path], finals: list[Path], single: bool) -> None:
                 old.unlink()
 
 
+def _existing_outputs(output: Path, single: bool) -> list[Path]:
+    """Files a conversion into ``output`` would replace or remove: ``output``, or its existing numbered shards."""
+    if single:
+        return [output]
+    stem = output.name[:-3] if output.name.endswith(".h5") else output.name
+    return sorted(output.parent.glob(f"{stem}_[0-9][0-9][0-9][0-9].h5")) or [_final_names(output, 1, False)[0]]
+
+
+def _check_outputs(output: Path, paths: list[Path], opts: ConvertOptions) -> None:
+    """Before any work: never write over an input, nor over a file that is not a sciml atoms file unless
+    ``opts.overwrite``; the output directory must be writable."""
+    from data_tools.format import FORMAT_NAME
+    from sciml.utils.outputs import check_outputs, hdf5_attr
+
+    inputs = [f for p in paths for f in (sorted(p.rglob("*")) if p.is_dir() else [p])]
+    check_outputs(_existing_outputs(output, opts.shard_size is None), inputs, overwrite=opts.overwrite,
+                  ours=lambda f: hdf5_attr(f, "format") == FORMAT_NAME, command="sciml data convert")
+
+
 def convert(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, opts: ConvertOptions) -> ConvertResult:
     """Convert ``inputs`` to sciml HDF5 at ``output`` (see module docstring for naming)."""
     from sciml import __version__
@@ -394,6 +419,7 @@ def convert(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, opts
         if not p.exists():
             raise DataError(f"{p}: no such file")
     output = Path(output)
+    _check_outputs(output, paths, opts)
     if opts.fmt == "auto":
         fmts = {p: detect_format(p) for p in paths}
         if len(set(fmts.values())) > 1:
@@ -408,7 +434,8 @@ def convert(inputs: Iterable[str | os.PathLike], output: str | os.PathLike, opts
     convention = {"oc20-extxyz": "referenced" if opts.adsorption_energy else "total",
                   "oc20-lmdb": opts.energy_convention}.get(fmt, "total")
     refs = load_reference_energies(opts.ref_energies) if opts.ref_energies else {}
-    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "progress"}
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()
+               if k not in ("progress", "overwrite")}
     options["fmt"] = fmt
     single = opts.shard_size is None
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -33,12 +33,15 @@ class AtomsDataset(torch.utils.data.Dataset):
     reads aligned blocks of ``block_frames`` frames into a per-process LRU cache of ``cache_blocks`` blocks, which
     matches the block-shuffling sampler (use the same ``block_frames`` for both).
 
+    Every chunk is checked against its stored checksum the first time a process reads it (``verify``; a mismatch
+    raises :class:`~sciml.errors.DataError` naming file, array and frames).
+
     Attributes held in RAM: ``natoms`` and ``groups`` (int64 [len]), ``shard_paths``, ``energy_convention``,
     ``element_reference_energies`` ({Z: eV}), ``elements``.
     """
 
     def __init__(self, paths: PathsLike, indices: Sequence[int] | np.ndarray | None = None,
-                 block_frames: int = 256, frame_cache_mb: float = 64.0, cache_blocks: int = 64):
+                 block_frames: int = 256, frame_cache_mb: float = 64.0, cache_blocks: int = 64, verify: bool = True):
         self.shard_paths, file_indices = resolve_paths(paths)
         if indices is None:
             indices = file_indices
@@ -88,6 +91,7 @@ class AtomsDataset(torch.utils.data.Dataset):
         self.natoms = all_natoms[self.indices]
         self.groups = all_groups[self.indices]
         self.block_frames, self.cache_blocks = int(block_frames), int(cache_blocks)
+        self.verify = verify  # chunk checksums verified on first read (see ShardReader)
         self._readers: dict[int, ShardReader] = {}
         self._cache: OrderedDict[tuple[int, int], dict[str, Any]] = OrderedDict()
         self._pid = os.getpid()
@@ -105,7 +109,7 @@ class AtomsDataset(torch.utils.data.Dataset):
             self._readers, self._cache, self._pid = {}, OrderedDict(), os.getpid()
         reader = self._readers.get(shard)
         if reader is None:
-            reader = self._readers[shard] = ShardReader(self.shard_paths[shard])
+            reader = self._readers[shard] = ShardReader(self.shard_paths[shard], verify=self.verify)
         return reader
 
     def locate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -54,6 +54,10 @@ STAGES = ("pm3", "hf", "DFT_1st", "DFT_2nd")
 #: "referenced" = total minus /frames/ref_energy (OC20 adsorption energy) or minus the stored per-structure reference
 ENERGY_CONVENTIONS = ("total", "referenced")
 
+#: group holding, for every array at path P, ``/checksums/P``: uint32 [chunks] CRC-32 of each HDF5 chunk's rows
+#: (schema 2; the reader verifies a chunk the first time it reads it)
+CHECKSUMS = "checksums"
+
 # -- extras (schema 2) --------------------------------------------------------------------------------------------
 #: /extras/<kind>/<name>: rows per atom, per frame or per pair. Pairs are CSR-indexed: /extras/pairs/count [N] uint32
 #: pairs per frame, /extras/pairs/index [P, 2] int32 the two atoms of each pair (indices within its frame)
@@ -74,7 +78,8 @@ def array_path(group: str, name: str) -> str:
 
 def block_key(path: str) -> str:
     """Name of the array at HDF5 ``path`` in reader blocks and dataset items: core arrays keep their name
-    (``atoms/positions`` -> ``positions``), extras get their kind's prefix (``extras/pairs/index`` -> ``pair_index``)."""
+    (``atoms/positions`` -> ``positions``), extras get their kind's prefix
+    (``extras/pairs/index`` -> ``pair_index``)."""
     parts = path.split("/")
     if parts[0] == "extras":
         return ITEM_PREFIX[parts[1]] + parts[2]

@@ -11,7 +11,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from data_tools.format import (ATOM_FIELDS, EXTRA_KINDS, FORMAT_NAME, FRAME_FIELDS, PAIR_COUNT, PAIR_INDEX,
+from data_tools.format import (ATOM_FIELDS, CHECKSUMS, EXTRA_KINDS, FORMAT_NAME, FRAME_FIELDS, PAIR_COUNT, PAIR_INDEX,
                                READABLE_VERSIONS, REQUIRED_ATOM, REQUIRED_FRAME, block_key, row_kind)
 from sciml.errors import DataError
 
@@ -24,8 +24,14 @@ class ShardReader:
     frame) are held in RAM, and ``pair_offsets`` [N+1] when the shard has per-pair extras; everything else is read on
     demand. Arrays are named by HDF5 path (``atoms/positions``, ``extras/frames/q``, ...)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, verify: bool = True):
         self.path = Path(path)
+        #: verify each chunk's checksum the first time it is read (arrays without chunk checksums, as in files of
+        #: schema 1: the whole array the first time any of it is read)
+        self.verify_reads = verify
+        self._checked: dict[str, np.ndarray] = {}  # path -> bool per chunk: verified by this reader
+        self._all_checked: set[str] = set()  # arrays whose every chunk this reader verified
+        self._stored: dict[str, np.ndarray | None] = {}  # path -> the file's chunk checksums (None: not stored)
         try:
             self.h5 = h5py.File(self.path, "r", **CHUNK_CACHE)
         except FileNotFoundError:
@@ -115,10 +121,62 @@ class ShardReader:
         if not raw and path in self._zero:
             shape, dtype = self._zero[path]
             return np.zeros((hi - lo,) + shape, dtype)
+        ds = self._arrays[path]
         try:
-            return self._arrays[path][lo:hi]
+            if raw or not self.verify_reads or hi <= lo or path in self._all_checked:
+                return ds[lo:hi]
+            rows = ds.chunks[0]
+            checked = self._checked.get(path)
+            if checked is None:
+                checked = self._checked[path] = np.zeros(-(-ds.shape[0] // rows), bool)
+            k0, k1 = lo // rows, (hi - 1) // rows + 1
+            if checked[k0:k1].all():
+                return ds[lo:hi]
+            start = k0 * rows
+            block = ds[start:min(k1 * rows, ds.shape[0])]  # the whole chunks: read once, verified, then sliced
         except (OSError, KeyError, ValueError) as exc:
             raise DataError(f"{self.path}: cannot read /{path} rows {lo}:{hi} (corrupt file?): {exc}") from None
+        self._verify_chunks(path, block, k0, k1, checked)
+        if checked.all():
+            self._all_checked.add(path)
+        return block[lo - start:hi - start]
+
+    def _verify_chunks(self, path: str, block: np.ndarray, k0: int, k1: int, checked: np.ndarray) -> None:
+        """Check the CRC-32 of chunks ``k0:k1`` (``block`` holds their rows) against ``/checksums/<path>``; without
+        chunk checksums, the whole array's against its ``crc32`` attribute."""
+        rows = self._arrays[path].chunks[0]
+        stored = self._chunk_checksums(path)
+        if stored is None:
+            bad = self.verify_one(path)
+            checked[:] = True
+            if bad:
+                raise DataError(f"{self.path}: /{path} fails its checksum (file modified or corrupt)")
+            return
+        for k in range(k0, k1):
+            if checked[k]:
+                continue
+            part = np.ascontiguousarray(block[(k - k0) * rows:(k - k0 + 1) * rows])
+            if k >= len(stored) or zlib.crc32(part.view(np.uint8).reshape(-1)) != int(stored[k]):
+                lo, hi = k * rows, k * rows + len(part)
+                raise DataError(f"{self.path}: /{path} rows {lo}:{hi} ({self._frames_of(path, lo, hi)}) fail their "
+                                "checksum: the file was modified or is corrupt; convert the source data again")
+            checked[k] = True
+
+    def _chunk_checksums(self, path: str) -> np.ndarray | None:
+        if path not in self._stored:
+            key = f"{CHECKSUMS}/{path}"
+            self._stored[path] = self.h5[key][()] if key in self.h5 else None
+        return self._stored[path]
+
+    def _frames_of(self, path: str, lo: int, hi: int) -> str:
+        """'frames a:b' holding rows ``lo:hi`` of the array at ``path``."""
+        kind = row_kind(path)
+        if kind == "frames":
+            return f"frames {lo}:{hi}"
+        offsets = self.offsets if kind == "atoms" else self.pair_offsets
+        first = int(np.searchsorted(offsets, lo, side="right")) - 1
+        last = int(np.searchsorted(offsets, hi, side="left"))
+        return f"frames {first}:{last}"
 
     def _rows(self, path: str, lo: int, hi: int) -> tuple[int, int]:
         """Rows of the array at ``path`` that belong to frames ``lo:hi``."""
@@ -170,19 +228,22 @@ class ShardReader:
             out["pair_offsets"] = self.pair_offsets[lo:hi + 1] - self.pair_offsets[lo]
         return out
 
-    def verify(self, block_rows: int = 1 << 20) -> list[str]:
-        """Recompute every array's CRC32; return the paths (``/atoms/positions``, ...) whose checksum does not match."""
-        bad = []
-        for path, ds in self._arrays.items():
-            crc = 0
-            for start in range(0, ds.shape[0], block_rows):
-                block = self._read(path, start, min(start + block_rows, ds.shape[0]), raw=True)
-                crc = zlib.crc32(np.ascontiguousarray(block).view(np.uint8).reshape(-1), crc)
-                if path in self._zero and block.any():
-                    crc = -1  # flagged all-zero but is not
-            if "crc32" not in ds.attrs or int(ds.attrs["crc32"]) != crc:
-                bad.append(f"/{path}")
-        return bad
+    def verify_one(self, path: str, block_rows: int = 1 << 20) -> bool:
+        """Recompute the CRC-32 of the whole array at ``path``; True if it does not match its ``crc32`` attribute
+        (or the array is flagged all-zero but is not)."""
+        ds = self._arrays[path]
+        crc = 0
+        for start in range(0, ds.shape[0], block_rows):
+            block = self._read(path, start, min(start + block_rows, ds.shape[0]), raw=True)
+            crc = zlib.crc32(np.ascontiguousarray(block).view(np.uint8).reshape(-1), crc)
+            if path in self._zero and block.any():
+                return True  # flagged all-zero but is not
+        return "crc32" not in ds.attrs or int(ds.attrs["crc32"]) != crc
+
+    def verify(self) -> list[str]:
+        """Recompute every array's CRC-32; return the paths (``/atoms/positions``, ...) whose checksum does not
+        match."""
+        return [f"/{path}" for path in self._arrays if self.verify_one(path)]
 
     def close(self) -> None:
         self.h5.close()

@@ -37,7 +37,11 @@ class _Record:
 
 
 class _Marker:
-    """Stand-in for a class that only appears as a value (e.g. ``DataEdgeAttr``)."""
+    """Stand-in for a class that only appears as a value (e.g. ``DataEdgeAttr``). It takes no state: a pickle that
+    BUILDs one (e.g. ``torch.Tensor()`` with ``__array_interface__`` naming a raw address) is refused."""
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafePickleError(f"refusing to set state on a {type(self).__name__} stand-in")
 
 
 class _StorageType:
@@ -136,19 +140,34 @@ def _load_storage_bytes(data: bytes) -> np.ndarray:
     return arrays[root[1]]
 
 
-def _rebuild_tensor(storage: Any, offset: int, size: tuple, stride: tuple, *args: Any) -> np.ndarray:
-    arr = np.asarray(storage)
-    if not size:
-        return arr[offset:offset + 1].reshape(()).copy()
-    end = offset + sum((s - 1) * st for s, st in zip(size, stride)) + 1
-    if end > arr.size:
-        raise DataError("pickled tensor extends beyond its storage (corrupt record)")
-    item = arr.itemsize
-    return np.lib.stride_tricks.as_strided(arr[offset:], shape=tuple(size),
-                                           strides=tuple(s * item for s in stride)).copy()
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *args: Any) -> np.ndarray:
+    """A fresh array from a validated (storage, offset, shape, strides): ``storage`` must be an array decoded from
+    a storage payload, offset, sizes and strides non-negative ints, and every element inside the storage."""
+    if not (isinstance(storage, np.ndarray) and storage.ndim == 1 and storage.dtype.kind in "biuf"):
+        raise UnsafePickleError(f"tensor storage is a {type(storage).__name__}, not decoded storage bytes")
+    if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
+            and all(_is_int(v) and v >= 0 for v in (offset, *size, *stride))):
+        raise UnsafePickleError(f"tensor with offset {offset!r}, size {size!r}, stride {stride!r}: sizes, strides "
+                                "and offset must be non-negative integers of matching rank")
+    if 0 in size:
+        return np.zeros(size, storage.dtype)
+    last = offset + sum((s - 1) * st for s, st in zip(size, stride))
+    if last >= storage.size:
+        raise UnsafePickleError(f"tensor of size {size} (offset {offset}, stride {stride}) reaches element {last} of "
+                                f"a storage of {storage.size}")
+    index = np.full(size, offset, dtype=np.int64)
+    for axis, (s, st) in enumerate(zip(size, stride)):
+        index += (np.arange(s, dtype=np.int64) * st).reshape((s,) + (1,) * (len(size) - axis - 1))
+    return storage[index]
 
 
 def _rebuild_from_type(func: Any, new_type: Any, args: tuple, state: Any) -> Any:
+    if func is not _rebuild_tensor or not isinstance(args, tuple):
+        raise UnsafePickleError(f"_rebuild_from_type_v2 may only rebuild tensors, got {func!r:.80}")
     return func(*args)
 
 
@@ -176,6 +195,22 @@ def _allowed_pyg() -> dict[tuple[str, str], Any]:
 _PYG_ALLOWED = _allowed_pyg()
 
 
+_PLAIN = (int, float, bool, str, bytes, type(None), np.generic)
+
+
+def _checked_value(key: str, value: Any) -> Any:
+    """A field value as the converters may use it: a numeric numpy array, a plain scalar or a list of them."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise UnsafePickleError(f"field {key!r}: array of dtype {value.dtype} (only numbers are accepted)")
+        return value
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, _PLAIN) for v in value):
+        return value
+    raise UnsafePickleError(f"field {key!r} holds a {type(value).__name__} (only arrays and plain values)")
+
+
 def loads_pyg(data: bytes) -> dict[str, Any]:
     """Unpickle a pickled torch_geometric ``Data`` into {field: numpy array or scalar} without torch."""
     obj = RestrictedUnpickler(io.BytesIO(data), _PYG_ALLOWED).load()
@@ -184,4 +219,4 @@ def loads_pyg(data: bytes) -> dict[str, Any]:
     state = obj.state
     store = state.get("_store")
     mapping = store.state.get("_mapping", {}) if isinstance(store, _Record) else state
-    return {k: v for k, v in mapping.items() if not k.startswith("_")}
+    return {k: _checked_value(k, v) for k, v in mapping.items() if not k.startswith("_")}

@@ -7,8 +7,10 @@ also only set then).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -18,7 +20,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from data_tools.format import (ATOM_CHUNK, ATOM_FIELDS, ENERGY_CONVENTIONS, EXTRA_NAME, FORMAT_NAME, FRAME_CHUNK,
+from data_tools.format import (ATOM_CHUNK, ATOM_FIELDS, CHECKSUMS, ENERGY_CONVENTIONS, EXTRA_NAME, FORMAT_NAME,
+                               FRAME_CHUNK,
                                FRAME_FIELDS, PAIR_CHUNK, PAIR_COUNT, PAIR_INDEX, RESERVED_EXTRA_NAMES, SCHEMA_VERSION,
                                row_kind)
 from sciml.errors import DataError
@@ -176,6 +179,27 @@ def _crc(arr: np.ndarray, crc: int) -> int:
     return zlib.crc32(np.ascontiguousarray(arr).view(np.uint8).reshape(-1), crc)
 
 
+class _ChunkChecksums:
+    """CRC-32 of every HDF5 chunk of one array (rows ``k*rows:(k+1)*rows``), computed as rows are appended."""
+
+    def __init__(self, rows: int):
+        self.rows, self.done, self.crc, self.filled = rows, [], 0, 0
+
+    def add(self, data: np.ndarray) -> None:
+        start = 0
+        while start < len(data):
+            take = min(self.rows - self.filled, len(data) - start)
+            self.crc = _crc(data[start:start + take], self.crc)
+            self.filled += take
+            start += take
+            if self.filled == self.rows:
+                self.done.append(self.crc)
+                self.crc, self.filled = 0, 0
+
+    def finish(self) -> np.ndarray:
+        return np.array(self.done + ([self.crc] if self.filled else []), np.uint32)
+
+
 def _units(path: str) -> str:
     group, _, name = path.partition("/")
     spec = {"atoms": ATOM_FIELDS, "frames": FRAME_FIELDS}.get(group)
@@ -204,6 +228,7 @@ class AtomsWriter:
         self._buffered = 0  # frames in the buffers
         self._buf: dict[str, list[np.ndarray]] = {}
         self._crc: dict[str, int] = {}
+        self._chunk_crc: dict[str, _ChunkChecksums] = {}
         self._nonzero: dict[str, bool] = {}
         self._layout: dict[str, tuple[np.dtype, tuple[int, ...]]] | None = None  # path -> (dtype, row shape)
         self.n_frames = 0
@@ -258,23 +283,47 @@ class AtomsWriter:
                 ds.attrs["units"] = _units(path)
             self._buf[path] = []
             self._crc[path] = 0
+            self._chunk_crc[path] = _ChunkChecksums(ds.chunks[0])
             self._nonzero[path] = False
 
     def _flush(self) -> None:
         if not self._layout:
             return
-        for path in self._layout:
-            if not self._buf[path]:
-                continue
-            ds = self._h5[path]
-            data = np.concatenate(self._buf[path]).astype(ds.dtype, copy=False)
-            start = ds.shape[0]
-            ds.resize(start + data.shape[0], axis=0)
-            ds[start:] = data
-            self._crc[path] = _crc(data, self._crc[path])
-            self._nonzero[path] = self._nonzero[path] or bool(data.any())
-            self._buf[path] = []
+        pending = {path: np.concatenate(self._buf[path]).astype(self._h5[path].dtype, copy=False)
+                   for path in self._layout if self._buf[path]}
+        self._ensure_space(pending)
+        try:
+            for path, data in pending.items():
+                ds = self._h5[path]
+                start = ds.shape[0]
+                ds.resize(start + data.shape[0], axis=0)
+                ds[start:] = data
+                self._crc[path] = _crc(data, self._crc[path])
+                self._chunk_crc[path].add(data)
+                self._nonzero[path] = self._nonzero[path] or bool(data.any())
+                self._buf[path] = []
+        except OSError as exc:
+            raise self._write_error(exc) from None
         self._buffered = 0
+
+    def _ensure_space(self, pending: dict[str, np.ndarray]) -> None:
+        """Refuse before HDF5 hits a full disk (it fails there badly): the new chunks the write allocates, plus
+        1 MiB for HDF5's own metadata, must fit in the free space of the file system."""
+        need = 1 << 20
+        for path, data in pending.items():
+            ds = self._h5[path]
+            rows = ds.chunks[0]
+            new_chunks = -(-(ds.shape[0] + data.shape[0]) // rows) - -(-ds.shape[0] // rows)
+            need += new_chunks * rows * data[:1].nbytes
+        free = shutil.disk_usage(self.path.parent).free
+        if free < need:
+            raise DataError(f"no space left on {self.path.parent}: writing {self.path.name} needs about "
+                            f"{need / 2**20:.1f} MiB more, {free / 2**20:.1f} MiB are free")
+
+    def _write_error(self, exc: OSError) -> DataError:
+        if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+            return DataError(f"no space left on {self.path.parent} while writing {self.path.name}")
+        return DataError(f"{self.path}: write failed: {exc}")
 
     def finish(self) -> None:
         """Flush, write checksums and metadata, mark the file complete and close it."""
@@ -282,8 +331,16 @@ class AtomsWriter:
             self._h5.close()
             raise DataError(f"{self.path}: no valid frames to write")
         self._flush()
+        try:
+            self._write_metadata()
+            self._h5.close()
+        except OSError as exc:
+            raise self._write_error(exc) from None
+
+    def _write_metadata(self) -> None:
         for path in self._layout:
             self._h5[path].attrs["crc32"] = np.uint32(self._crc[path])
+            self._h5.create_dataset(f"{CHECKSUMS}/{path}", data=self._chunk_crc[path].finish())
             self._h5[path].attrs["all_zero"] = not self._nonzero[path]
         a = self._h5.attrs
         a["format"] = FORMAT_NAME
@@ -298,7 +355,6 @@ class AtomsWriter:
         a["provenance"] = json.dumps(prov)
         a["element_reference_energies"] = json.dumps(self._attrs["element_reference_energies"])
         a["complete"] = True
-        self._h5.close()
 
     def abort(self) -> None:
         """Close without finishing (the caller removes the temporary file)."""

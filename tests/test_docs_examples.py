@@ -29,7 +29,8 @@ def _blocks() -> list:
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     (cwd / "examples").symlink_to(ROOT / "examples")  # the examples use repo-relative paths
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2", "HOME": str(cwd)})
+                          env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2", "HOME": str(cwd),
+                               "PYTHONPATH": str(ROOT)})  # this checkout, whatever the venv has installed
 
 
 def _check_tdn_output(stdout: str) -> None:

@@ -92,7 +92,7 @@ def test_relax_cli_keeps_fixed_atoms_fixed(slab_checkpoint: Path, tmp_path: Path
     out = tmp_path / "relaxed.extxyz"
     code = main(["relax", "--checkpoint", str(slab_checkpoint), str(TOY_SLAB), "-o", str(out), "--fmax", "1e-4",
                  "--steps", "8", "--optimizer", "FIRE"])
-    assert code == 0
+    assert code == 3  # 8 steps do not reach 1e-4 eV/A: outputs written, exit status "not converged"
     start = ase.io.read(str(TOY_SLAB), 0)
     fixed = ~start.arrays["move_mask"] if "move_mask" in start.arrays else start.constraints[0].get_indices()
     relaxed = ase.io.read(str(out))
@@ -112,7 +112,7 @@ def test_relax_slab_json_keeps_fixatoms(tmp_path: Path) -> None:
     ckpt = write_checkpoint(tmp_path / "oxide.pt", sorted(set(slab.numbers.tolist())))
     out = tmp_path / "slab_relaxed.json"
     assert main(["relax", "--checkpoint", str(ckpt), str(src), "-o",
-                 str(out), "--steps", "3", "--fmax", "1e-5"]) == 0
+                 str(out), "--steps", "3", "--fmax", "1e-5"]) == 3  # outputs written, not converged
     relaxed = ase.io.read(str(out))
     fixed = slab.constraints[0].get_indices()
     np.testing.assert_array_equal(relaxed.positions[fixed], slab.positions[fixed])

@@ -66,7 +66,7 @@ def test_a_second_model_trains_evaluates_relaxes_and_computes(pair_registered, t
     assert main(["eval", "--checkpoint", str(ckpt), "--data", str(ACAC), "--out", str(tmp_path / "m.json")]) == 0
     ase.io.write(str(tmp_path / "mol.xyz"), ase.io.read(str(ACAC), 0))
     assert main(["relax", "--checkpoint", str(ckpt), str(tmp_path / "mol.xyz"), "-o", str(tmp_path / "r.xyz"),
-                 "--steps", "5"]) == 0
+                 "--steps", "5", "--fmax", "1e-6"]) == 3  # outputs written, not converged
     assert len(ase.io.read(str(tmp_path / "r_traj.extxyz"), ":")) >= 2
 
 

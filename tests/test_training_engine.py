@@ -550,3 +550,27 @@ def test_metrics_without_tensorboard(tmp_path: Path, monkeypatch: pytest.MonkeyP
     log.close()
     assert read_metrics(tmp_path) == [{"step": 10, "epoch": 1, "lr": 1e-3, "train_loss": 1.0, "val_loss": 2.0}]
     assert (tmp_path / "learning_curve.png").stat().st_size > 0 and not (tmp_path / "tb").exists()
+
+
+@pytest.mark.slow
+def test_deterministic_two_thread_runs_are_bit_identical(tmp_path: Path) -> None:
+    """With several CPU threads only ``train.deterministic: true`` promises bit-identical runs, and a run without it
+    says so when it starts."""
+    repo = HERE.parent
+    code = ("import sys, torch\ntorch.set_num_threads(2)\nfrom sciml.cli import main\n"
+            "sys.exit(main(['train', 'examples/pretrained/acac-tdn.yaml', *sys.argv[1:]]))\n")
+    common = ["--set", "train.max_steps=12", "--set", "train.progress=false", "--set", "model.lmax=1",
+              "--set", "model.channels=8", "--set", f"data.cache_dir={tmp_path / 'cache'}"]
+
+    def run(name: str, deterministic: bool) -> tuple[dict[str, torch.Tensor], str]:
+        out = subprocess.run([sys.executable, "-c", code, *common, "--set", f"train.deterministic={deterministic}",
+                              "--set", f"output.dir={tmp_path / name}"], cwd=repo, capture_output=True, text=True,
+                             env=dict(os.environ, OMP_NUM_THREADS="2"), timeout=600, check=True)
+        return torch.load(tmp_path / name / "last.pt", weights_only=True)["model"], out.stdout
+
+    a, log_a = run("a", True)
+    b, _ = run("b", True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert "note:" not in log_a
+    _, log_c = run("c", False)
+    assert "note: with 2 CPU threads without train.deterministic" in log_c

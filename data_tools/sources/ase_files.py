@@ -34,24 +34,30 @@ def is_extxyz(path: Path) -> bool:
 
 def iter_extxyz_text(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (frame number, text of that frame) from an (ext)xyz file without parsing the atom lines."""
-    with open_text(path) as fh:
-        index = 0
-        while True:
-            count = fh.readline()
-            if not count:
-                return
-            if not count.strip():
-                continue
-            try:
-                n = int(count)
-            except ValueError:
-                raise DataError(f"{path}: frame {index}: expected an atom count line, "
-                                f"got {count.strip()[:60]!r}") from None
-            lines = [count, fh.readline()] + [fh.readline() for _ in range(n)]
-            if not lines[-1]:
-                raise DataError(f"{path}: frame {index}: file ends inside the frame (truncated?)")
-            yield index, "".join(lines)
-            index += 1
+    index = 0
+    try:
+        with open_text(path) as fh:
+            while True:
+                count = fh.readline()
+                if not count:
+                    return
+                if not count.strip():
+                    continue
+                try:
+                    n = int(count)
+                except ValueError:
+                    raise DataError(f"{path}: frame {index}: expected an atom count line, "
+                                    f"got {count.strip()[:60]!r}") from None
+                lines = [count, fh.readline()] + [fh.readline() for _ in range(n)]
+                if not lines[-1]:
+                    raise DataError(f"{path}: frame {index}: file ends inside the frame (truncated?)")
+                yield index, "".join(lines)
+                index += 1
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: frame {index}: not a text file (undecodable byte 0x{exc.object[exc.start]:02x}); "
+                        "is it binary or of another format?") from None
+    except (OSError, EOFError, lzma.LZMAError) as exc:  # corrupt or truncated .gz / .xz / .bz2
+        raise DataError(f"{path}: frame {index}: cannot be read: {exc}") from None
 
 
 def parse_extxyz_frame(text: str) -> Any:

@@ -1,4 +1,4 @@
-"""PubChemQCR LMDB shards (reference datasets.md 2): key = 9-digit zero-padded PubChem CID, value =
+"""PubChemQCR LMDB shards (as published with the TDN paper): key = 9-digit zero-padded PubChem CID, value =
 ``gzip(pickle(record))`` with ``record[stage]`` (stage in pm3, hf, DFT_1st, DFT_2nd; may be None) a list of steps
 ``{'coordinates': [{'atom', 'x', 'y', 'z', ...}], 'energy': Hartree, 'gradient': [{'atom', 'dx', 'dy', 'dz', ...}]}``.
 
@@ -10,7 +10,7 @@ step of a stage is dropped when it repeats the previous stage's last geometry an
 
 from __future__ import annotations
 
-import gzip
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,21 @@ def record_frames(record: Any, cid: int, stages: tuple[str, ...]) -> Iterator[tu
             previous = steps[-1]
 
 
+def gunzip_capped(value: bytes, limit: int) -> bytes:
+    """gzip-decompress ``value`` (one or more members), refusing (DataError) output larger than ``limit`` bytes (a
+    gzip bomb) before it is held in memory."""
+    out, data = bytearray(), value
+    while data:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out += inflater.decompress(data, limit + 1 - len(out))
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise DataError(f"record decompresses to more than {limit / 2**20:g} MiB (--max-record-mb): refused")
+        if not inflater.eof:
+            raise zlib.error("truncated gzip stream")
+        data = inflater.unused_data
+    return bytes(out)
+
+
 def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[str, Frame | str]]:
     """(frame key in the source, Frame) per frame of ``path``, or (key, reason) for an invalid frame."""
     bad = [s for s in opts.stages if s not in STAGES]
@@ -99,7 +114,7 @@ def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[str, 
         except ValueError:
             raise DataError(f"{path}: key {name!r} is not a PubChem CID") from None
         try:
-            record = loads_plain(gzip.decompress(value))
+            record = loads_plain(gunzip_capped(value, int(opts.max_record_mb * 2**20)))
         except DataError as exc:
             raise type(exc)(f"{path}: CID {name}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - corrupt gzip/pickle raise many types

@@ -35,15 +35,20 @@ LEAKY = frozenset(DEFAULT_TARGETS) | {"RUCUTEN", "RVCUTEN", "CUTOP", "CUBOT", "H
 
 def extract_columns(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
                     inputs: Sequence[str] = DEFAULT_INPUTS, targets: Sequence[str] = DEFAULT_TARGETS,
-                    time_chunk: int = 1, progress: bool = True) -> dict[str, Any]:
+                    time_chunk: int = 1, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Write every column of every output time of ``paths`` to ``out`` (atomically), streaming ``time_chunk``
     output times at a time, with per-level normalisation statistics from the same pass.
 
     ``inputs``/``targets``: feature names (derived lower-case or WRF upper-case), split into per-level and
-    single-level blocks in the given order. Returns a summary (rows, frames, seconds, names).
+    single-level blocks in the given order. ``out`` is never one of ``paths``, and an existing ``out`` that is not a
+    column file is only replaced with ``overwrite``. Returns a summary (rows, frames, seconds, names).
     """
+    from sciml.utils.outputs import check_outputs, hdf5_attr
+
     if time_chunk < 1:
-        raise ValueError("time_chunk must be >= 1")
+        raise DataError(f"time_chunk must be >= 1, got {time_chunk}")
+    check_outputs([Path(out)], paths, overwrite=overwrite, ours=lambda f: hdf5_attr(f, "schema") == SCHEMA,
+                  command="sciml wrf extract")
     overlap = set(inputs) & set(targets)
     if overlap:
         raise DataError(f"{', '.join(sorted(overlap))} requested both as input and as target")

@@ -116,6 +116,10 @@ class EnergyModel(nn.Module):
 
         return NeighborList(cfg["cutoff"], neighbors)
 
+    def memory_per_edge(self) -> int:
+        """Estimated peak bytes per neighbour pair of an energy + force evaluation (for memory budgets)."""
+        return 2048 * torch.finfo(self.dtype).bits // 32
+
     def featurizer(self, neighbors: str = "auto") -> Callable[[Any], Any]:
         """:meth:`featurizer_for` this model's :attr:`config`."""
         return self.featurizer_for(self.config, neighbors)

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
+from data_tools.geometry import MIN_DISTANCE, check_structure, estimate_edges
+from data_tools.items import atoms_to_item
 from sciml.errors import DataError
 from sciml.potential.inputs import ModelInputs, chunks_by_atoms
 
@@ -43,7 +45,8 @@ class MLIPCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32",
-                 neighbors: str = "auto", **kwargs: Any):
+                 neighbors: str = "auto", min_distance: float = MIN_DISTANCE, memory_budget_gb: float = 8.0,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         from models.potential.base import EnergyModel
         from models.potential.forces import ForceField
@@ -56,15 +59,20 @@ class MLIPCalculator(Calculator):
         self.dtype = _dtype(dtype)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.inputs = ModelInputs(model.model.featurizer(neighbors))
+        self.min_distance, self.memory_budget = float(min_distance), float(memory_budget_gb) * 2**30
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
-                        dtype: str | torch.dtype = "float32", use_ema: bool = True, **kwargs: Any) -> MLIPCalculator:
-        """Load a ``sciml train`` checkpoint (``best.pt``, ``last.pt`` or a shipped ``.pt``) of any registered model."""
+                        dtype: str | torch.dtype = "float32", use_ema: bool = True, allow_tasks: Sequence[str] = (),
+                        **kwargs: Any) -> MLIPCalculator:
+        """Load a ``sciml train`` checkpoint (``best.pt``, ``last.pt`` or a shipped ``.pt``) of any registered model.
+        ``allow_tasks``: your own ``"module:Class"`` task classes to accept (see :func:`~sciml.training.checkpoint.
+        load_model`); a checkpoint naming any other unregistered task is refused without importing it."""
         from models.potential.forces import ForceField
         from sciml.training.checkpoint import load_model
 
-        model, _, _ = load_model(path, device=device, dtype=_dtype(dtype), use_ema=use_ema, task="potential")
+        model, _, _ = load_model(path, device=device, dtype=_dtype(dtype), use_ema=use_ema, task="potential",
+                                 allow_tasks=allow_tasks)
         if not isinstance(model, ForceField):
             raise DataError(f"checkpoint {path} holds a {type(model).__name__}, not an interatomic potential")
         return cls(model, device=device, dtype=dtype, **kwargs)
@@ -76,12 +84,12 @@ class MLIPCalculator(Calculator):
         Structures are packed into batches of at most ``max_atoms`` atoms."""
         if stress and not all(a.pbc.all() for a in structures):
             raise PropertyNotImplementedError("stress needs 3-D periodic structures (pbc all True)")
+        items = [self._checked_item(atoms, k) for k, atoms in enumerate(structures)]
+        cost = [estimate_edges(item, self.model.cutoff) * self.model.model.memory_per_edge() for item in items]
         results: list[dict[str, Any]] = []
-        for chunk in chunks_by_atoms([len(a) for a in structures], max_atoms):
+        for chunk in chunks_by_atoms([len(a) for a in structures], max_atoms, cost, self.memory_budget):
             group = [structures[i] for i in chunk]
-            for atoms in group:  # before the featuriser: an unknown element is named, not a neighbour-list error
-                self.model.model.check_elements(torch.as_tensor(atoms.numbers, device=self.device))
-            batch = self.inputs.from_atoms(group).to(self.device)
+            batch = self.inputs([items[i] for i in chunk]).to(self.device)
             out = self.model(batch, compute_forces=forces, compute_stress=stress)
             energies = out["energy"].detach().cpu().numpy()
             ptr = batch.ptr.cpu().numpy()
@@ -93,6 +101,21 @@ class MLIPCalculator(Calculator):
                     res["stress"] = _voigt(out["stress"][k].detach().cpu().double().numpy())
                 results.append(res)
         return results
+
+    def _checked_item(self, atoms: Any, k: int) -> Any:
+        """``atoms`` as a model input item, refused (DataError) before any model or neighbour-list code runs when its
+        elements are unknown, its geometry unusable or its neighbour list larger than the memory budget."""
+        where = f"structure {k} ({atoms.get_chemical_formula()})"
+        self.model.model.check_elements(torch.as_tensor(atoms.numbers))
+        item = atoms_to_item(atoms)
+        check_structure(item, where, self.min_distance)
+        edges = estimate_edges(item, self.model.cutoff)
+        need = edges * self.model.model.memory_per_edge()
+        if need > self.memory_budget:
+            raise DataError(f"{where}: about {edges:,} neighbour pairs within {self.model.cutoff:g} Angstrom for "
+                            f"{len(atoms)} atoms, an estimated {need / 2**30:.1f} GiB > the memory budget of "
+                            f"{self.memory_budget / 2**30:g} GiB (memory_budget_gb); check the cell and density")
+        return item
 
     def calculate(self, atoms: Any = None, properties: Sequence[str] = ("energy",),
                   system_changes: Sequence[str] = all_changes) -> None:

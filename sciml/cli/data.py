@@ -30,6 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: detect and report)")
     c.add_argument("--shard-size", type=int, default=None, metavar="N", help="frames per output shard")
     c.add_argument("--workers", type=int, default=1, metavar="N", help="parallel processes, one input file each")
+    c.add_argument("--max-record-mb", type=float, default=256.0, metavar="MB",
+                   help="PubChemQCR: refuse a record that decompresses to more than this (default 256 MiB)")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output that is not a sciml atoms file (an input is never replaced)")
     c.add_argument("--skip-invalid", action="store_true",
                    help="skip invalid frames (NaN/inf, unknown element, bad shapes, missing energy) and report "
                         "how many; default: stop with an error naming file and frame")
@@ -78,7 +82,8 @@ def _convert(args: argparse.Namespace) -> int:
                           skip_invalid=args.skip_invalid, group_by=args.group_by,
                           adsorption_energy=args.adsorption_energy, energy_convention=args.energy_convention,
                           stages=tuple(x.strip() for x in args.stage.split(",") if x.strip()),
-                          ref_energies=args.ref_energies)
+                          ref_energies=args.ref_energies, overwrite=args.overwrite,
+                          max_record_mb=args.max_record_mb)
     result = convert(args.inputs, args.output, opts)
     print(result.summary())
     return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 
@@ -23,25 +22,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--max-atoms", type=int, default=4096, help="atoms per evaluation batch (default 4096)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA weights")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from sciml.calculators.mlip import MLIPCalculator
-    from sciml.potential.evaluate import evaluate, load_labelled, parity_plot
+    from sciml.errors import ConfigError
+    from sciml.potential.evaluate import evaluate, labelled_frames, parity_plot
     from sciml.utils.atomic import atomic_write_text
+    from sciml.utils.outputs import check_outputs
 
+    if args.max_atoms < 1:
+        raise ConfigError(f"--max-atoms must be >= 1, got {args.max_atoms}")
+    outputs = [p for p in (args.out, args.plot) if p is not None]
+    check_outputs(outputs, [args.checkpoint, args.data], overwrite=True, ours=lambda _: True, command="sciml eval")
     calc = MLIPCalculator.from_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype,
                                           use_ema=not args.no_ema)
-    frames = load_labelled(args.data)
-    t0 = time.perf_counter()
-    result = evaluate(calc.model, frames, calc.inputs, device=args.device, max_atoms=args.max_atoms)
-    seconds = time.perf_counter() - t0
+    total, frames = labelled_frames(args.data)
+    result = evaluate(calc.model, frames, calc.inputs, device=args.device, max_atoms=args.max_atoms,
+                      keep_parity=args.plot is not None, total=total, progress=not args.quiet)
+    n_frames = result.metrics["n_frames"]
     report = {"checkpoint": str(args.checkpoint), "data": str(args.data), "device": args.device, "dtype": args.dtype,
-              "seconds": round(seconds, 3), **result.metrics}
+              "frames_per_s": round(result.frames_per_s, 1), **result.metrics}
     for key, value in result.metrics.items():
-        print(f"{key:28s} {value:.4g}")
-    print(f"evaluated {len(frames)} frames in {seconds:.1f} s")
+        print(f"{key:28s} {value}" if isinstance(value, int) else f"{key:28s} {value:.4g}")
+    print(f"evaluated {n_frames} frames at {result.frames_per_s:.0f} frames/s ({args.device}, {args.dtype})")
     if args.out:
         atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
         print(f"metrics written to {args.out}")

@@ -3,12 +3,16 @@
 Fixed atoms are kept fixed: FixAtoms constraints from the input, or per-atom ``fixed`` / ``move_mask`` arrays (OC20
 extxyz). Writes the relaxed structure to OUTPUT, the trajectory (every optimiser step, with energies and forces) and
 a JSON summary (energies, max force before/after, steps, convergence) beside it.
+
+Exit status: 0 converged (largest force on a free atom below --fmax), 3 not converged within --steps (the outputs are
+still written), 2 refused input or arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -42,25 +46,36 @@ def write_structures(path: Path, frames: list) -> None:
         ase.io.write(str(tmp), frames if len(frames) > 1 else frames[0], format=fmt)
 
 
+#: exit status when the optimiser stopped at --steps without reaching --fmax
+NOT_CONVERGED = 3
+
+
 def run(args: argparse.Namespace) -> int:
     import ase.io
 
     from sciml.calculators.mlip import MLIPCalculator
-    from sciml.errors import DataError
+    from sciml.errors import ConfigError, DataError
     from sciml.potential.relax import relax
     from sciml.utils.atomic import atomic_write_text
+    from sciml.utils.outputs import check_outputs
 
+    if not args.fmax > 0:
+        raise ConfigError(f"--fmax must be > 0 eV/Angstrom, got {args.fmax}")
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
     if not args.input.is_file():
         raise DataError(f"{args.input}: no such structure file")
+    stem = args.output.with_suffix("")
+    traj = args.trajectory or Path(f"{stem}_traj.extxyz")
+    summary_path = args.summary or Path(f"{stem}_summary.json")
+    check_outputs([args.output, traj, summary_path], [args.input, args.checkpoint], overwrite=True,
+                  ours=lambda _: True, command="sciml relax")
     try:
         atoms = ase.io.read(str(args.input), index=int(args.index))
     except (ValueError, IndexError) as exc:
         raise DataError(f"{args.input}: cannot read frame {args.index}: {exc}") from None
     calc = MLIPCalculator.from_checkpoint(args.checkpoint, device=args.device, dtype=args.dtype)
     frames, summary = relax(atoms, calc, args.optimizer, args.fmax, args.steps)
-    stem = args.output.with_suffix("")
-    traj = args.trajectory or Path(f"{stem}_traj.extxyz")
-    summary_path = args.summary or Path(f"{stem}_summary.json")
     write_structures(args.output, [atoms])
     write_structures(traj, frames)
     summary.update(input=str(args.input), output=str(args.output), trajectory=str(traj), checkpoint=str(args.checkpoint))
@@ -70,4 +85,8 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['max_force_initial_eV_per_A']:.3f} -> {summary['max_force_final_eV_per_A']:.3f} eV/A "
           f"({summary['n_fixed']} fixed atoms)")
     print(f"wrote {args.output}, {traj}, {summary_path}")
+    if not summary["converged"]:
+        print(f"sciml relax: not converged: the largest force is {summary['max_force_final_eV_per_A']:.3g} eV/A "
+              f"after {summary['steps']} steps (--fmax {args.fmax}); exit status {NOT_CONVERGED}", file=sys.stderr)
+        return NOT_CONVERGED
     return 0

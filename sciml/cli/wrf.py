@@ -37,4 +37,7 @@ def add_surrogate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--precision", choices=PRECISIONS, default="float32",
                    help="network arithmetic; bfloat16 = autocast (AMX CPUs, GPUs); default float32")
+    p.add_argument("--mask-nonfinite", action="store_true",
+                   help="skip columns whose inputs are not all finite (NaN outputs, counted in the output) instead "
+                        "of refusing them")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

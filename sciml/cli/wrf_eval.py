@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from sciml.mskf.evaluate import evaluate
 
     report, skill = evaluate(args.checkpoint, args.wrfout, device=args.device, progress=not args.quiet,
-                             frames=args.frames, precision=args.precision)
+                             frames=args.frames, precision=args.precision, mask_nonfinite=args.mask_nonfinite)
     if args.plots is not None:
         from sciml.mskf.plots import precipitation_maps, r2_profiles
 

@@ -34,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", type=_names, default=list(DEFAULT_TARGETS),
                    help=f"comma-separated target features, '' for none (default: {','.join(DEFAULT_TARGETS)})")
     p.add_argument("--time-chunk", type=int, default=1, help="output times read per step (default: 1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output that is not a column file (an input is never replaced)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from data_tools.wrf.extract import extract_columns
 
     s = extract_columns(args.wrfout, args.output, inputs=args.inputs, targets=args.targets,
-                        time_chunk=args.time_chunk, progress=not args.quiet)
+                        time_chunk=args.time_chunk, progress=not args.quiet, overwrite=args.overwrite)
     levels, single = s["inputs"]
     t_levels, t_single = s["targets"]
     print(f"wrote {s['out']}: {s['rows']} columns ({s['frames']} output times x {s['columns_per_frame']} columns, "

@@ -13,6 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     p.add_argument("wrfout", nargs="+", type=Path, help="wrfout file(s), in time order")
     p.add_argument("-o", "--output", type=Path, required=True, help="netCDF file to write (atomically)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output that sciml wrf infer did not write (an input is never replaced)")
     add_surrogate_options(p)
     p.set_defaults(func=run)
 
@@ -23,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     surrogate = MSKFSurrogate.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
     ds = open_checked(args.wrfout, surrogate)
-    s = write_predictions(ds, surrogate, args.output, str(args.checkpoint), progress=not args.quiet)
-    print(f"wrote {s['out']}: {s['frames']} output time(s) x {s['columns_per_frame']} columns x {s['levels']} levels")
+    s = write_predictions(ds, surrogate, args.output, str(args.checkpoint), progress=not args.quiet,
+                          overwrite=args.overwrite, mask_nonfinite=args.mask_nonfinite)
+    print(f"wrote {s['out']}: {s['frames']} output time(s) x {s['columns_per_frame']} columns x {s['levels']} levels"
+          + (f"; {s['masked']} column(s) with non-finite inputs masked" if args.mask_nonfinite else ""))
     return 0

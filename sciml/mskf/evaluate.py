@@ -40,19 +40,23 @@ class Skill:
     def _count(self, key: str, value: Any) -> None:
         self.counts[key] = self.counts.get(key, 0.0) + float(np.sum(value))
 
-    def add(self, truth: dict[str, np.ndarray], pred: dict[str, np.ndarray], dt: float) -> None:
-        """One output time: ``truth`` / ``pred`` in wrfout layout (3-D (nk, ny, nx), 2-D (ny, nx))."""
+    def add(self, truth: dict[str, np.ndarray], pred: dict[str, np.ndarray], dt: float,
+            keep: np.ndarray | None = None) -> None:
+        """One output time: ``truth`` / ``pred`` in wrfout layout (3-D (nk, ny, nx), 2-D (ny, nx)); only the columns
+        in ``keep`` (ny, nx; default all) are scored."""
         tend = np.stack([truth[f] for f in SCORED_3D], axis=-1)               # (nk, ny, nx, 6)
         deep, shallow = activity(np.moveaxis(tend, 0, -2), truth["NCA"], dt)  # (ny, nx)
+        keep = np.ones(deep.shape, bool) if keep is None else keep
+        deep, shallow = deep & keep, shallow & keep
         active = deep | shallow
-        on = pred["TRIGGER_PROB"] > 0.5
+        on = (pred["TRIGGER_PROB"] > 0.5) & keep
         pred_deep = on & (pred["NCA"] >= 0.5 * dt)
-        self._count("columns", active.size)
+        self._count("columns", keep)
         for name, t, p in (("trigger", active, on), ("deep", deep, pred_deep), ("shallow", shallow, on & ~pred_deep)):
             self._count(f"{name}_tp", t & p)
             self._count(f"{name}_fp", ~t & p)
             self._count(f"{name}_fn", t & ~p)
-        self._count("trigger_tn", ~active & ~on)
+        self._count("trigger_tn", keep & ~active & ~on)
         true_nca = np.where(deep, truth["NCA"], 0.0)
         for cls, mask in (("active", active), ("deep", deep), ("shallow", shallow)):
             for f in (*SCORED_3D, *SCORED_2D):
@@ -129,10 +133,11 @@ TRUTH_VARIABLES: tuple[str, ...] = (*SCORED_3D, *SCORED_2D)
 
 
 def evaluate(checkpoint: str | os.PathLike, paths: Sequence[str | os.PathLike], device: str = "cpu",
-             progress: bool = True, frames: slice = slice(None),
-             precision: str = "float32") -> tuple[dict[str, Any], Skill]:
+             progress: bool = True, frames: slice = slice(None), precision: str = "float32",
+             mask_nonfinite: bool = False) -> tuple[dict[str, Any], Skill]:
     """Scores of the surrogate in ``checkpoint`` on the output times ``frames`` of ``paths`` (all by default;
-    indices into the concatenated files) - see :meth:`Skill.report`."""
+    indices into the concatenated files) - see :meth:`Skill.report`. Columns with non-finite inputs are refused, or
+    with ``mask_nonfinite`` left out of every score and counted as ``masked_columns``."""
     surrogate = MSKFSurrogate.from_checkpoint(checkpoint, device=device, precision=precision)
     ds = open_checked(paths, surrogate, also=TRUTH_VARIABLES)
     ds = ds.isel(Time=frames)
@@ -140,11 +145,14 @@ def evaluate(checkpoint: str | os.PathLike, paths: Sequence[str | os.PathLike], 
         raise DataError(f"no output times selected by {frames} in {', '.join(str(p) for p in paths)}")
     dt, _ = frame_dt(ds)
     skill = Skill(surrogate.n_levels)
-    for t, pred in iter_predictions(surrogate, ds, progress):
+    n_masked = 0
+    for t, pred, masked in iter_predictions(surrogate, ds, progress, mask_nonfinite):
         truth = {f: np.asarray(v, np.float32) for f, v in
                  ds[list(TRUTH_VARIABLES)].isel(Time=t).compute().data_vars.items()}
-        skill.add(truth, pred, dt)
+        skill.add(truth, pred, dt, keep=~masked)
+        n_masked += int(masked.sum())
     report = skill.report()
+    report["masked_columns"] = n_masked
     times = [str(t) for t in np.asarray(ds["time"].values).astype("datetime64[s]")] if "time" in ds.coords else []
     report.update({"checkpoint": str(checkpoint), "files": [str(p) for p in paths], "frames": int(ds.sizes["Time"]),
                    "times": times, "dt": dt, "precision": precision})

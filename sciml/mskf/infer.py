@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ from sciml.coupling.tile import TILE_PROFILES
 from sciml.errors import DataError
 from sciml.mskf.data import source_name
 
+#: global ``title`` of the files ``sciml wrf infer`` writes (how a rerun recognises its own output)
+TITLE = "MSKF cumulus fields predicted by the sciml surrogate"
 #: dataset variables the surrogate reads (derived lower-case, WRF upper-case); W is the staggered w
 INPUT_VARIABLES: tuple[str, ...] = (*(source_name(n) for n in TILE_PROFILES), "W", "HFX", "UST", "PBLH")
 #: predicted fields written to the output (WRF names), 3-D first
@@ -75,11 +78,33 @@ def frame_dt(ds: xr.Dataset) -> tuple[float, float]:
     return float(ds.attrs["DT"]), float(ds.attrs.get("CUDT", 0.0))
 
 
-def predict_frame(surrogate: MSKFSurrogate, frame: xr.Dataset, dt: float, cudt: float,
-                  max_columns: int = 16384) -> dict[str, np.ndarray]:
+def nonfinite_columns(values: dict[str, np.ndarray]) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
+    """Columns (ny, nx) with a non-finite value in any input, and (variable, j, i) of the first per variable."""
+    bad = None
+    first = []
+    for name, arr in values.items():
+        col = ~np.isfinite(arr).all(axis=0) if arr.ndim == 3 else ~np.isfinite(arr)
+        if col.any():
+            j, i = np.argwhere(col)[0]
+            first.append((name, int(j), int(i)))
+        bad = col if bad is None else bad | col
+    return bad, first
+
+
+def predict_frame(surrogate: MSKFSurrogate, frame: xr.Dataset, dt: float, cudt: float, max_columns: int = 16384,
+                  mask_nonfinite: bool = False, where: str = "") -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Surrogate outputs for one output time (``frame`` without ``Time``), in wrfout layout: 3-D (nk, ny, nx),
-    2-D (ny, nx), float32, names as :data:`OUTPUT_3D` / :data:`OUTPUT_2D`."""
+    2-D (ny, nx), float32, names as :data:`OUTPUT_3D` / :data:`OUTPUT_2D`, and the mask (ny, nx) of columns whose
+    inputs are not all finite. Such columns raise :class:`DataError` naming variable, time (``where``) and column,
+    or, with ``mask_nonfinite``, get NaN outputs."""
     values = {n: np.asarray(frame[n].values, dtype=np.float32) for n in INPUT_VARIABLES}
+    masked, first = nonfinite_columns(values)
+    if first and not mask_nonfinite:
+        listed = "; ".join(f"{name} at column (i={i}, j={j})" for name, j, i in first)
+        raise DataError(f"{where}: non-finite inputs in {int(masked.sum())} column(s): {listed}. Fix the input, "
+                        "or pass --mask-nonfinite to skip those columns (NaN outputs, counted in the output)")
+    if first:
+        values = {n: np.where(masked, 0.0, v).astype(np.float32) for n, v in values.items()}
     nk, ny, nx = values["t"].shape
     tst = w0avg_length(dt, cudt)
     wbar = 0.5 * (values["W"][:-1] + values["W"][1:])
@@ -98,31 +123,46 @@ def predict_frame(surrogate: MSKFSurrogate, frame: xr.Dataset, dt: float, cudt: 
             out[name][:, sl, :] = res[name.lower()].transpose(1, 2, 0)
         for name in OUTPUT_2D:
             out[name][sl, :] = res[name.lower()].T
-    return out
+    for name, arr in out.items():
+        arr[..., masked] = np.nan
+    return out, masked
 
 
-def iter_predictions(surrogate: MSKFSurrogate, ds: xr.Dataset,
-                     progress: bool = True) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """``(time index, predict_frame(...))`` for every output time of ``ds``, with an optional progress bar."""
+def iter_predictions(surrogate: MSKFSurrogate, ds: xr.Dataset, progress: bool = True,
+                     mask_nonfinite: bool = False) -> Iterator[tuple[int, dict[str, np.ndarray], np.ndarray]]:
+    """``(time index, outputs, masked columns)`` of :func:`predict_frame` for every output time of ``ds``, with an
+    optional progress bar."""
     from tqdm import tqdm
 
     dt, cudt = frame_dt(ds)
+    files = ", ".join(str(f) for f in ds.attrs.get("sciml_files", []))
+    times = np.asarray(ds["time"].values).astype("datetime64[s]") if "time" in ds.coords else None
     for t in tqdm(range(ds.sizes["Time"]), desc="MSKF surrogate", unit="frame", disable=not progress):
-        yield t, predict_frame(surrogate, ds[list(INPUT_VARIABLES)].isel(Time=t).compute(), dt, cudt)
+        where = f"{files}: output time {t}" + (f" ({times[t]})" if times is not None else "")
+        out, masked = predict_frame(surrogate, ds[list(INPUT_VARIABLES)].isel(Time=t).compute(), dt, cudt,
+                                    mask_nonfinite=mask_nonfinite, where=where)
+        yield t, out, masked
 
 
 def write_predictions(ds: xr.Dataset, surrogate: MSKFSurrogate, out_path: str | os.PathLike, checkpoint: str,
-                      progress: bool = True) -> dict[str, Any]:
+                      progress: bool = True, overwrite: bool = False, mask_nonfinite: bool = False) -> dict[str, Any]:
     """Run the surrogate over every output time of ``ds`` and write a CF-style netCDF on the WRF grid (atomically).
 
     The file has WRF's dimensions (``Time``, ``bottom_top``, ``south_north``, ``west_east``), ``Times``/``XTIME``
     and ``XLAT``/``XLONG`` when present, the predicted fields under their WRF names with WRF's attributes (copied from
-    the input where it has them) plus ``long_name``, and WRF's global attributes. Returns a summary.
+    the input where it has them) plus ``long_name``, and WRF's global attributes. ``out_path`` is never one of the
+    input files, and an existing file there that this command did not write is only replaced with ``overwrite``.
+    Columns with non-finite inputs are refused, or with ``mask_nonfinite`` written as NaN and counted in the global
+    attribute ``sciml_masked_columns``. Returns a summary.
     """
     import netCDF4
 
     from sciml import __version__
     from sciml.utils.atomic import atomic_path
+    from sciml.utils.outputs import check_outputs, hdf5_attr
+
+    check_outputs([Path(out_path)], ds.attrs.get("sciml_files", []), overwrite=overwrite,
+                  ours=lambda f: hdf5_attr(f, "title") == TITLE, command="sciml wrf infer")
 
     nt, nk = ds.sizes["Time"], ds.sizes["bottom_top"]
     ny, nx = ds.sizes["south_north"], ds.sizes["west_east"]
@@ -131,7 +171,7 @@ def write_predictions(ds: xr.Dataset, surrogate: MSKFSurrogate, out_path: str | 
             if not key.startswith("sciml_"):
                 nc.setncattr(key, value)
         nc.setncattr("Conventions", "CF-1.8")
-        nc.setncattr("title", "MSKF cumulus fields predicted by the sciml surrogate")
+        nc.setncattr("title", TITLE)
         nc.setncattr("source", f"sciml {__version__} MSKF surrogate, checkpoint {checkpoint}")
         nc.setncattr("input_files", ", ".join(ds.attrs.get("sciml_files", [])))
         nc.setncattr("comment", "offline inference from the state alone: every column treated as evaluated by "
@@ -150,10 +190,16 @@ def write_predictions(ds: xr.Dataset, surrogate: MSKFSurrogate, out_path: str | 
                                   chunksizes=(1, nk, ny, nx) if is3d else (1, ny, nx))
             v.setncatts(_field_attrs(ds, name, len(dims) - 1))
             vars_[name] = v
-        for t, pred in iter_predictions(surrogate, ds, progress):
+        n_masked = 0
+        for t, pred, masked in iter_predictions(surrogate, ds, progress, mask_nonfinite):
             for name, v in vars_.items():
                 v[t] = pred[name]
-    return {"out": str(out_path), "frames": nt, "columns_per_frame": nx * ny, "levels": nk}
+            n_masked += int(masked.sum())
+        if mask_nonfinite:
+            nc.setncattr("sciml_masked_columns", n_masked)
+            nc.setncattr("sciml_masked_columns_comment", "columns (summed over output times) whose inputs were not "
+                                                         "all finite: outputs NaN (--mask-nonfinite)")
+    return {"out": str(out_path), "frames": nt, "columns_per_frame": nx * ny, "levels": nk, "masked": n_masked}
 
 
 def _copy_static(ds: xr.Dataset, nc: Any) -> None:

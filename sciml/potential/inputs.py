@@ -28,15 +28,19 @@ class ModelInputs:
         return self([atoms_to_item(atoms) for atoms in structures])
 
 
-def chunks_by_atoms(sizes: Sequence[int], max_atoms: int) -> Iterator[list[int]]:
-    """Consecutive index lists whose sizes sum to at most ``max_atoms`` (a larger structure forms its own chunk)."""
+def chunks_by_atoms(sizes: Sequence[int], max_atoms: int, costs: Sequence[float] | None = None,
+                    max_cost: float = float("inf")) -> Iterator[list[int]]:
+    """Consecutive index lists whose sizes sum to at most ``max_atoms`` and whose ``costs`` (e.g. estimated bytes)
+    sum to at most ``max_cost`` (a structure over either limit alone forms its own chunk)."""
     chunk: list[int] = []
-    total = 0
+    total = cost = 0.0
     for i, n in enumerate(sizes):
-        if chunk and total + n > max_atoms:
+        c = costs[i] if costs is not None else 0.0
+        if chunk and (total + n > max_atoms or cost + c > max_cost):
             yield chunk
-            chunk, total = [], 0
+            chunk, total, cost = [], 0.0, 0.0
         chunk.append(i)
         total += n
+        cost += c
     if chunk:
         yield chunk

@@ -27,14 +27,15 @@ def metric_sums(pred_energy: torch.Tensor, energy: torch.Tensor, natoms: torch.T
 
 
 def reduce_metric_sums(sums: dict[str, float]) -> dict[str, float]:
-    """MAE / RMSE of total energy (meV), energy per atom (meV/atom) and force components (meV/Angstrom)."""
+    """MAE / RMSE of total energy (meV), energy per atom (meV/atom) and force components (meV/Angstrom); the counts
+    ``n_frames`` and ``n_force_components`` as integers."""
     n = max(sums.get("n_frames", 0.0), 1.0)
-    out = {"n_frames": sums.get("n_frames", 0.0),
+    out = {"n_frames": int(round(sums.get("n_frames", 0.0))),
            "energy_mae_meV": 1e3 * sums["e_abs"] / n, "energy_rmse_meV": 1e3 * math.sqrt(sums["e_sq"] / n),
            "energy_mae_meV_per_atom": 1e3 * sums["epa_abs"] / n,
            "energy_rmse_meV_per_atom": 1e3 * math.sqrt(sums["epa_sq"] / n)}
     if sums.get("n_fcomp"):
         nf = sums["n_fcomp"]
-        out.update(n_force_components=nf, forces_mae_meV_per_A=1e3 * sums["f_abs"] / nf,
+        out.update(n_force_components=int(round(nf)), forces_mae_meV_per_A=1e3 * sums["f_abs"] / nf,
                    forces_rmse_meV_per_A=1e3 * math.sqrt(sums["f_sq"] / nf))
     return out

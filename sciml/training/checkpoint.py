@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def _upgrade(ckpt: dict[str, Any]) -> dict[str, Any]:
 
 def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = "cpu",
                dtype: torch.dtype | None = None, use_ema: bool = True,
-               task: str | None = None) -> tuple[nn.Module, Any, dict[str, Any]]:
+               task: str | None = None, allow_tasks: Sequence[str] = ()) -> tuple[nn.Module, Any, dict[str, Any]]:
     """Rebuild a trained model for inference: ``(model in eval mode, task, config)``.
 
     Args:
@@ -115,11 +116,18 @@ def load_model(checkpoint_path: str | os.PathLike, device: str | torch.device = 
         task: the task the checkpoint must have been trained with (a name in :data:`~sciml.training.task.TASKS`
             or ``"module:Class"``; a subclass counts); a checkpoint of another task raises DataError before any
             model is built. ``None`` accepts any task.
+        allow_tasks: ``"module:Class"`` task names outside :data:`~sciml.training.task.TASKS` that the caller
+            trusts. A checkpoint only names its task; importing an unregistered one would run that module's code, so
+            any other name is refused before anything is imported.
     """
     from sciml.training.config import validate_config
-    from sciml.training.task import get_task_class
+    from sciml.training.task import TASKS, get_task_class
 
     ckpt = load_checkpoint(checkpoint_path)
+    name = ckpt.get("config", {}).get("task")
+    if name not in TASKS and name not in allow_tasks:
+        raise DataError(f"checkpoint {checkpoint_path}: task {name!r} is not a registered task "
+                        f"({', '.join(sorted(TASKS))}); if you trust that code, pass allow_tasks=[{name!r}]")
     config = validate_config(ckpt["config"])
     task_cls = get_task_class(config["task"])
     if task is not None and not issubclass(task_cls, get_task_class(task)):

@@ -150,6 +150,12 @@ class Trainer:
         if self.ctx.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = self.tcfg["tf32"]
             torch.backends.cudnn.allow_tf32 = self.tcfg["tf32"]
+        if not self.tcfg["deterministic"] and self.ctx.is_main and (self.ctx.device.type == "cuda"
+                                                                   or torch.get_num_threads() > 1):
+            where = "on CUDA" if self.ctx.device.type == "cuda" else f"with {torch.get_num_threads()} CPU threads"
+            print(f"note: {where} without train.deterministic, parallel sums make two runs of the same seed (and a "
+                  "resumed run) differ in the last bits; set train.deterministic: true for bit-identical runs",
+                  flush=True)
 
     def _check_output_dir(self) -> None:
         last = self.outdir / "last.pt"
