@@ -61,7 +61,7 @@ class ConvertOptions:
     ref_energies: Path | None = None
     progress: bool = True
     overwrite: bool = False  # replace an existing output that is not a sciml atoms file (never an input)
-    max_record_mb: float = 256.0  # PubChemQCR: largest decompressed record accepted (a gzip bomb is refused)
+    max_record_mb: float = 64.0  # PubChemQCR: largest decompressed record accepted (a gzip bomb is refused)
 
 
 #: options that do not change the converted data (left out of the stage key)

@@ -87,19 +87,25 @@ def record_frames(record: Any, cid: int, stages: tuple[str, ...]) -> Iterator[tu
             previous = steps[-1]
 
 
-def gunzip_capped(value: bytes, limit: int) -> bytes:
-    """gzip-decompress ``value`` (one or more members), refusing (DataError) output larger than ``limit`` bytes (a
-    gzip bomb) before it is held in memory."""
-    out, data = bytearray(), value
+def gunzip_capped(value: bytes, limit: int, step: int = 1 << 24) -> bytes:
+    """gzip-decompress ``value`` (one or more members) in ``step``-byte pieces, refusing (DataError) more than
+    ``limit`` bytes of output (a gzip bomb) while holding at most about ``limit`` bytes."""
+    pieces, size, data = [], 0, value
     while data:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        out += inflater.decompress(data, limit + 1 - len(out))
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise DataError(f"record decompresses to more than {limit / 2**20:g} MiB (--max-record-mb): refused")
+        while True:
+            piece = inflater.decompress(data, min(step, limit + 1 - size))
+            data = inflater.unconsumed_tail
+            pieces.append(piece)
+            size += len(piece)
+            if size > limit:
+                raise DataError(f"record decompresses to more than {limit / 2**20:g} MiB (--max-record-mb): refused")
+            if inflater.eof or not (piece or data):
+                break
         if not inflater.eof:
             raise zlib.error("truncated gzip stream")
         data = inflater.unused_data
-    return bytes(out)
+    return b"".join(pieces)
 
 
 def iter_frames(path: Path, opts: Any, input_index: int) -> Iterator[tuple[str, Frame | str]]:

@@ -30,8 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: detect and report)")
     c.add_argument("--shard-size", type=int, default=None, metavar="N", help="frames per output shard")
     c.add_argument("--workers", type=int, default=1, metavar="N", help="parallel processes, one input file each")
-    c.add_argument("--max-record-mb", type=float, default=256.0, metavar="MB",
-                   help="PubChemQCR: refuse a record that decompresses to more than this (default 256 MiB)")
+    c.add_argument("--max-record-mb", type=float, default=64.0, metavar="MB",
+                   help="PubChemQCR: refuse a record that decompresses to more than this (default 64 MiB)")
     c.add_argument("--overwrite", action="store_true",
                    help="replace an existing output that is not a sciml atoms file (an input is never replaced)")
     c.add_argument("--skip-invalid", action="store_true",
