@@ -92,11 +92,21 @@ def test_state_of_a_tensor_stand_in_never_reaches_numpy(tmp_path) -> None:
 
 
 def test_pubchemqcr_gzip_bomb_is_capped(tmp_path) -> None:
-    bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9)  # 64 MiB of zeros in ~64 KB
+    bomb = gzip.compress(b"\0" * (512 << 20), compresslevel=9)  # 512 MiB of zeros in ~0.5 MB
     src = write_lmdb(tmp_path / "bomb.lmdb", {b"000000001": bomb})
-    result = convert_cli(tmp_path, src, "pubchemqcr", "--max-record-mb", "8")
-    assert_refused(result, tmp_path, "CID 000000001")
-    assert "more than 8 MiB" in result.stderr
+    del bomb
+    peak = tmp_path / "peak_kb"
+    code = ("import sys\nfrom sciml.cli import main\nrc = main(sys.argv[1:])\n"  # VmHWM: this process only
+            f"hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+            f"open({str(peak)!r}, 'w').write(hwm)\nsys.exit(rc)\n")
+    for cap, message in (("8", "more than 8 MiB"), (None, "more than 64 MiB")):
+        result = subprocess.run([sys.executable, "-c", code, "data", "convert", str(src), "-o", str(tmp_path / "o.h5"),
+                                 "--format", "pubchemqcr", *(["--max-record-mb", cap] if cap else [])],
+                                capture_output=True, text=True, cwd=REPO, timeout=300,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert_refused(result, tmp_path, "CID 000000001")
+        assert message in result.stderr
+        assert int(peak.read_text()) < 400_000  # kB: the record was never held expanded (512 MiB)
 
 
 def test_checkpoint_cannot_make_sciml_import_a_module(tmp_path, monkeypatch) -> None:

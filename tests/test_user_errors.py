@@ -94,6 +94,21 @@ def test_a_full_disk_is_a_clear_error_and_frees_its_staging(tmp_path) -> None:
         assert shutil.disk_usage(small).used < 64 << 10
 
 
+def test_too_little_free_space_is_refused_before_hdf5_writes(tmp_path, monkeypatch) -> None:
+    """Where no tmpfs can be mounted: the writer's free-space check, with the file system reporting 1 MiB free."""
+    import collections
+
+    from data_tools import writer
+    from data_tools.convert import ConvertOptions, convert
+    from sciml.errors import DataError
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(writer.shutil, "disk_usage", lambda path: usage(1 << 30, (1 << 30) - (1 << 20), 1 << 20))
+    with pytest.raises(DataError, match=f"no space left on {tmp_path}.*needs about .* MiB more, 1.0 MiB are free"):
+        convert([ACAC], tmp_path / "out.h5", ConvertOptions(progress=False))
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- silent wrong answers ----------------------------------------------------------------------------------------
 def nan_wrfout(tmp_path: Path) -> Path:
     import netCDF4
