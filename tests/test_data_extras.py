@@ -167,6 +167,7 @@ def test_collate_with_edges_and_pairs_equals_pyg(shard) -> None:
     assert ours.get_example(2).pair_index.tolist() == items[2].pair_index.tolist()
 
 
+@pytest.mark.slow
 def test_data_layer_imports_neither_the_engine_nor_models() -> None:
     code = ("import sys\n"
             "import data_tools.dataset, data_tools.splits, data_tools.sampler, data_tools.collate, data_tools.items, "

@@ -71,6 +71,7 @@ def test_mskf_hook_example_returns_fortran_tendencies(tmp_path):
     assert "rthcuten: shape" in result.stdout and "Fortran-ordered False" not in result.stdout, result.stdout
 
 
+@pytest.mark.slow
 def test_custom_model_example_is_invariant(tmp_path):
     result = _run([str(ROOT / "examples" / "custom_model.py")], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

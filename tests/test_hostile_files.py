@@ -91,6 +91,7 @@ def test_state_of_a_tensor_stand_in_never_reaches_numpy(tmp_path) -> None:
     assert_refused(result, tmp_path, "key 0")
 
 
+@pytest.mark.slow
 def test_pubchemqcr_gzip_bomb_is_capped(tmp_path) -> None:
     bomb = gzip.compress(b"\0" * (512 << 20), compresslevel=9)  # 512 MiB of zeros in ~0.5 MB
     src = write_lmdb(tmp_path / "bomb.lmdb", {b"000000001": bomb})

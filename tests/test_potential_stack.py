@@ -42,6 +42,7 @@ def pair_config(tmp_path: Path, name: str, **train: Any) -> dict[str, Any]:
         "output": {"dir": str(tmp_path / name)}})
 
 
+@pytest.mark.slow
 def test_a_second_model_trains_evaluates_relaxes_and_computes(pair_registered, tmp_path) -> None:
     from sciml.calculators import MLIPCalculator
 

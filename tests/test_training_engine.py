@@ -299,14 +299,14 @@ def test_checkpoint_is_weights_only_and_load_model_matches_validation(acac_featu
     ema_w, raw_w = ckpt["ema"]["weights"]["net.0.weight"], ckpt["model"]["net.0.weight"]
     assert not torch.equal(ema_w, raw_w)  # the EMA lags the raw weights
 
-    model, task, config = load_model(run / "last.pt", device="cpu")
+    model, task, config = load_model(run / "last.pt", device="cpu", allow_tasks=[TASK])
     assert torch.equal(model.net[0].weight, ema_w) and not model.training
     assert config["task"] == TASK and isinstance(task, AcacEnergyTask)
     blob = torch.load(acac_features, weights_only=True)
     with torch.no_grad():
         mae = (model(blob["x"][400:]) - blob["energy"][400:]).abs().mean()
     assert float(mae) == pytest.approx(ckpt["history"][-1]["val_energy_mae_eV"], rel=1e-5)  # validation used the EMA
-    raw_model, _, _ = load_model(run / "last.pt", use_ema=False, dtype=torch.float64)
+    raw_model, _, _ = load_model(run / "last.pt", use_ema=False, dtype=torch.float64, allow_tasks=[TASK])
     assert torch.equal(raw_model.net[0].weight, raw_w.double())
 
 
@@ -469,7 +469,7 @@ def test_torchrun_ddp_two_ranks_step_together(acac_features: Path, tmp_path: Pat
     rows = read_metrics(tmp_path / "ddp")
     assert len(rows) == 2 and all(math.isfinite(r["val_energy_mae_eV"]) for r in rows)
     blob = torch.load(acac_features, weights_only=True)
-    model, _, _ = load_model(tmp_path / "ddp" / "last.pt")
+    model, _, _ = load_model(tmp_path / "ddp" / "last.pt", allow_tasks=[TASK])
     with torch.no_grad():
         mae = (model(blob["x"][400:410]) - blob["energy"][400:410]).abs().mean()
     assert float(mae) == pytest.approx(rows[-1]["val_energy_mae_eV"], rel=1e-5)  # all 10 items, counted once

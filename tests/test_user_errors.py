@@ -57,6 +57,7 @@ def tmpfs(path: Path, size: str, read_only: bool = False) -> Iterator[Path]:
 
 
 # -- data loss ---------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_an_output_that_is_an_input_is_refused(tmp_path) -> None:
     xyz, nc = tmp_path / "a.xyz", tmp_path / "x.nc"
     shutil.copy(ACAC, xyz)
@@ -69,6 +70,7 @@ def test_an_output_that_is_an_input_is_refused(tmp_path) -> None:
     assert xyz.read_bytes() == ACAC.read_bytes() and nc.read_bytes() == CROP.read_bytes()
 
 
+@pytest.mark.slow
 def test_a_file_the_command_did_not_write_is_kept_unless_overwrite(tmp_path) -> None:
     precious = {name: tmp_path / name for name in ("p.h5", "q.h5", "r.nc")}
     for path in precious.values():
@@ -86,6 +88,7 @@ def test_a_file_the_command_did_not_write_is_kept_unless_overwrite(tmp_path) -> 
     assert h5py.is_hdf5(precious["p.h5"])
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_a_clear_error_and_frees_its_staging(tmp_path) -> None:
     with tmpfs(tmp_path / "small", "400k") as small:
         result = sciml("data", "convert", ACAC, "-o", small / "out.h5")
@@ -122,6 +125,7 @@ def nan_wrfout(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_nan_in_the_wrf_state_is_refused_or_masked(tmp_path) -> None:
     import netCDF4
 
@@ -143,6 +147,7 @@ def test_nan_in_the_wrf_state_is_refused_or_masked(tmp_path) -> None:
     assert report["masked_columns"] == 1 and report["columns"] == 24 * 32 - 1
 
 
+@pytest.mark.slow
 def test_coincident_atoms_and_a_periodic_structure_without_cell_are_named(tmp_path) -> None:
     from ase import Atoms
 
@@ -164,6 +169,7 @@ def test_coincident_atoms_and_a_periodic_structure_without_cell_are_named(tmp_pa
             "atoms 2 (C) and 3 (O) are 0 Angstrom apart")
 
 
+@pytest.mark.slow
 def test_a_flipped_bit_is_refused_when_read(tmp_path) -> None:
     from data_tools.convert import ConvertOptions, convert
     from data_tools.dataset import AtomsDataset
@@ -193,6 +199,7 @@ def test_absurdly_dense_input_is_refused_before_any_edge_is_built() -> None:
 
 
 # -- clear errors and exit codes -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bad_outputs_and_binary_input_are_refused_before_work(tmp_path) -> None:
     (tmp_path / "file").write_text("x")
     (tmp_path / "dir.h5").mkdir()
@@ -206,6 +213,7 @@ def test_bad_outputs_and_binary_input_are_refused_before_work(tmp_path) -> None:
         refused(sciml("data", "convert", ACAC, "-o", ro / "x.h5"), "read-only file system")
 
 
+@pytest.mark.slow
 def test_relax_reports_non_convergence_and_refuses_bad_arguments(tmp_path) -> None:
     mol = tmp_path / "mol.xyz"
     ase.io.write(str(mol), ase.io.read(str(ACAC), 0))
@@ -216,6 +224,7 @@ def test_relax_reports_non_convergence_and_refuses_bad_arguments(tmp_path) -> No
     refused(sciml("relax", "--checkpoint", TDN, mol, "-o", tmp_path / "s.xyz", "--steps", "0"), "--steps must be")
 
 
+@pytest.mark.slow
 def test_eval_streams_and_prints_integer_counts(tmp_path) -> None:
     import weakref
 
