@@ -28,7 +28,8 @@ _ATOM_MAP = {"numbers": ("z", np.int64), "positions": ("pos", None), "forces": (
 _FRAME_MAP = {"energy": ("energy", np.float64), "cell": ("cell", None), "pbc": ("pbc", np.bool_),
               "natoms": ("natoms", np.int64), "ref_energy": ("ref_energy", np.float64), "stress": ("stress", None),
               **{k: (k, np.int64) for k in ("group", "frame_id", "charge", "spin", "stage")}}
-_PAIR_INDEX = ITEM_PREFIX["pairs"] + "index"
+_ATOM_PREFIX, _FRAME_PREFIX, _PAIR_PREFIX = ITEM_PREFIX["atoms"], ITEM_PREFIX["frames"], ITEM_PREFIX["pairs"]
+_PAIR_INDEX = _PAIR_PREFIX + "index"
 
 
 def item_block(block: dict[str, np.ndarray], float_dtype: torch.dtype = torch.float32) -> dict[str, Any]:
@@ -44,15 +45,16 @@ def item_block(block: dict[str, np.ndarray], float_dtype: torch.dtype = torch.fl
         "atoms": {f: conv(block[k], dt) for k, (f, dt) in _ATOM_MAP.items() if k in block},
         "frames": {f: conv(block[k], dt) for k, (f, dt) in _FRAME_MAP.items() if k in block},
         "pairs": {}, "offsets": block["offsets"].tolist(), "pair_offsets": None}
-    for key, arr in block.items():
-        if key.startswith(ITEM_PREFIX["atoms"]):
-            out["atoms"][key] = arr
-        elif key.startswith(ITEM_PREFIX["frames"]) and key not in _FRAME_MAP:
-            out["frames"][key] = arr
-        elif key.startswith(ITEM_PREFIX["pairs"]) and key != "pair_offsets":
-            out["pairs"][key] = arr.astype(np.int64) if key == _PAIR_INDEX else arr
-    if "pair_offsets" in block:
-        out["pair_offsets"] = block["pair_offsets"].tolist()
+    if len(block) > len(out["atoms"]) + len(out["frames"]) + 1:  # extras (and pair offsets) present
+        for key, arr in block.items():
+            if key.startswith(_ATOM_PREFIX):
+                out["atoms"][key] = arr
+            elif key.startswith(_FRAME_PREFIX) and key not in _FRAME_MAP:
+                out["frames"][key] = arr
+            elif key.startswith(_PAIR_PREFIX) and key != "pair_offsets":
+                out["pairs"][key] = arr.astype(np.int64) if key == _PAIR_INDEX else arr
+        if "pair_offsets" in block:
+            out["pair_offsets"] = block["pair_offsets"].tolist()
     return out
 
 

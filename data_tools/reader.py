@@ -31,6 +31,7 @@ class ShardReader:
         self.verify_reads = verify
         self._checked: dict[str, np.ndarray] = {}  # path -> bool per chunk: verified by this reader
         self._all_checked: set[str] = set()  # arrays whose every chunk this reader verified
+        self._window: dict[str, tuple[int, int, np.ndarray]] = {}  # path -> last verified chunks (start, stop, rows)
         self._stored: dict[str, np.ndarray | None] = {}  # path -> the file's chunk checksums (None: not stored)
         try:
             self.h5 = h5py.File(self.path, "r", **CHUNK_CACHE)
@@ -92,6 +93,8 @@ class ShardReader:
                                 "(truncated or corrupt)")
         if self.offsets[-1] != self.n_atoms:
             raise DataError(f"{self.path}: sum of natoms {self.offsets[-1]} != n_atoms {self.n_atoms} (corrupt)")
+        #: (path, block key, row kind) of every array read_range returns
+        self._layout = [(p, block_key(p), row_kind(p)) for p in self._arrays if p not in ("frames/natoms", PAIR_COUNT)]
 
     # -- metadata -----------------------------------------------------------------------------------------
     @property
@@ -125,6 +128,9 @@ class ShardReader:
         try:
             if raw or not self.verify_reads or hi <= lo or path in self._all_checked:
                 return ds[lo:hi]
+            window = self._window.get(path)
+            if window is not None and window[0] <= lo and hi <= window[1]:
+                return window[2][lo - window[0]:hi - window[0]].copy()
             rows = ds.chunks[0]
             checked = self._checked.get(path)
             if checked is None:
@@ -132,14 +138,17 @@ class ShardReader:
             k0, k1 = lo // rows, (hi - 1) // rows + 1
             if checked[k0:k1].all():
                 return ds[lo:hi]
-            start = k0 * rows
-            block = ds[start:min(k1 * rows, ds.shape[0])]  # the whole chunks: read once, verified, then sliced
+            start, stop = k0 * rows, min(k1 * rows, ds.shape[0])
+            block = ds[start:stop]  # the whole chunks: read once, verified, kept for the reads that follow
         except (OSError, KeyError, ValueError) as exc:
             raise DataError(f"{self.path}: cannot read /{path} rows {lo}:{hi} (corrupt file?): {exc}") from None
         self._verify_chunks(path, block, k0, k1, checked)
         if checked.all():
             self._all_checked.add(path)
-        return block[lo - start:hi - start]
+            self._window.pop(path, None)
+        else:
+            self._window[path] = (start, stop, block)
+        return block[lo - start:hi - start].copy()
 
     def _verify_chunks(self, path: str, block: np.ndarray, k0: int, k1: int, checked: np.ndarray) -> None:
         """Check the CRC-32 of chunks ``k0:k1`` (``block`` holds their rows) against ``/checksums/<path>``; without
@@ -214,14 +223,14 @@ class ShardReader:
         if not 0 <= lo <= hi <= self.n_frames:
             raise IndexError(f"{self.path}: frame range {lo}:{hi} outside 0:{self.n_frames}")
         out: dict[str, np.ndarray] = {}
-        for path in self._arrays:
-            if path in ("frames/natoms", PAIR_COUNT):
-                continue
-            key = block_key(path)
+        bounds = {"frames": (lo, hi), "atoms": (int(self.offsets[lo]), int(self.offsets[hi]))}
+        if self.pair_offsets is not None:
+            bounds["pairs"] = (int(self.pair_offsets[lo]), int(self.pair_offsets[hi]))
+        for path, key, kind in self._layout:
             if columns is not None and key in columns:
                 out[key] = columns[key][lo:hi].copy()  # items must not alias the cache
             else:
-                out[key] = self._read(path, *self._rows(path, lo, hi))
+                out[key] = self._read(path, *bounds[kind])
         out["natoms"] = self.natoms[lo:hi].copy()
         out["offsets"] = self.offsets[lo:hi + 1] - self.offsets[lo]
         if self.pair_offsets is not None:
