@@ -84,7 +84,8 @@ def test_unknown_model_and_bad_values_are_refused_before_any_data_is_read(tmp_pa
         assert message in err and "Traceback" not in err, err
     assert not cache.exists()  # refused before the extxyz was converted
     for override, message in (("model.architecture=transformer", "model.architecture must be one of bilstm, mlp"),
-                              ("loss.regression=huber", "loss.regression must be one of mse, mae")):
+                              ("loss.regression=huber", "loss.regression must be one of mse, mae"),
+                              ("model.layers=0", "model.layers must be >= 1")):
         assert main(["train", "examples/pretrained/mskf-bilstm.yaml", "--set", override]) == 2
         assert message in capsys.readouterr().err
 

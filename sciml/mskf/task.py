@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.mskf_bilstm import ARCHITECTURES, COLUMN_OUTPUTS, TENDENCIES, MSKFNet, build_model
+from sciml.errors import ConfigError
 from sciml.mskf.data import ColumnArrays, load_columns, split_by_time
 from sciml.training.samplers import IndexBatchSampler
 from sciml.training.task import ResumableBatchSampler, Task
@@ -61,6 +62,14 @@ class MSKFTask(Task):
 
     config_choices: ClassVar[dict[str, dict[str, tuple[Any, ...]]]] = {
         "model": {"architecture": ARCHITECTURES}, "loss": {"regression": ("mse", "mae")}}
+
+    @classmethod
+    def check_config(cls, cfg: dict[str, Any]) -> None:
+        super().check_config(cfg)
+        for section, key, low in (("model", "hidden", 1), ("model", "layers", 1), ("model", "n_levels", 0),
+                                  ("data", "batch_size", 1), ("data", "val_frames", 0), ("data", "test_frames", 0)):
+            if cfg[section][key] < low:
+                raise ConfigError(f"{section}.{key} must be >= {low}, got {cfg[section][key]}")
 
     def __init__(self, data: dict[str, Any], model: dict[str, Any], loss: dict[str, Any]):
         super().__init__(data, {**self.model_defaults, **model}, loss)  # configs written before `architecture`
