@@ -19,6 +19,8 @@ READABLE_VERSIONS = (1, 2)
 ATOM_CHUNK = 8192
 FRAME_CHUNK = 8192
 PAIR_CHUNK = 8192
+#: elements per chunk of a values array (256 KiB of float32)
+VALUES_CHUNK = 1 << 16
 
 #: per-atom arrays under /atoms: name -> (dtype, trailing shape, units or "")
 ATOM_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...], str]] = {
@@ -59,21 +61,17 @@ ENERGY_CONVENTIONS = ("total", "referenced")
 CHECKSUMS = "checksums"
 
 # -- extras (schema 2) --------------------------------------------------------------------------------------------
-#: /extras/<kind>/<name>: rows per atom, per frame or per pair. Pairs are CSR-indexed: /extras/pairs/count [N] uint32
-#: pairs per frame, /extras/pairs/index [P, 2] int32 the two atoms of each pair (indices within its frame)
-EXTRA_KINDS = ("atoms", "frames", "pairs")
+#: /extras/<kind>/<name>: rows per atom, per frame, per pair, or a 1-D array of any length per frame ("values").
+#: Pairs are CSR-indexed: /extras/pairs/count [N] uint32 pairs per frame, /extras/pairs/index [P, 2] int32 the two
+#: atoms of each pair (indices within its frame). Each values array has its own CSR count, /extras/counts/<name> [N]
+EXTRA_KINDS = ("atoms", "frames", "pairs", "values", "counts")
 PAIR_COUNT = "extras/pairs/count"
 PAIR_INDEX = "extras/pairs/index"
 #: extras names: lower-case identifiers; "count" and "index" are the pair bookkeeping arrays
 EXTRA_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-RESERVED_EXTRA_NAMES = {"pairs": ("count", "index"), "frames": ("id",), "atoms": ()}
+RESERVED_EXTRA_NAMES = {"pairs": ("count", "index"), "frames": ("id",), "atoms": (), "values": ()}
 #: prefix of an extras array in dataset items and reader blocks (``/extras/atoms/q`` -> ``atom_q``)
-ITEM_PREFIX = {"atoms": "atom_", "frames": "frame_", "pairs": "pair_"}
-
-
-def array_path(group: str, name: str) -> str:
-    """HDF5 path of a core array (``group`` atoms/frames) or, for ``group`` ``extras/<kind>``, of an extras array."""
-    return f"{group}/{name}"
+ITEM_PREFIX = {"atoms": "atom_", "frames": "frame_", "pairs": "pair_", "values": "values_"}
 
 
 def block_key(path: str) -> str:
@@ -82,13 +80,16 @@ def block_key(path: str) -> str:
     (``extras/pairs/index`` -> ``pair_index``)."""
     parts = path.split("/")
     if parts[0] == "extras":
-        return ITEM_PREFIX[parts[1]] + parts[2]
+        return ITEM_PREFIX[parts[1]] + parts[2] if parts[1] != "counts" else f"counts_{parts[2]}"
     return parts[1]
 
 
 def row_kind(path: str) -> str:
-    """What the rows of the array at ``path`` count: ``atoms``, ``frames`` or ``pairs``."""
+    """What the rows of the array at ``path`` count: ``atoms``, ``frames``, ``pairs``, or for a values array
+    ``values/<name>`` (its own elements)."""
     parts = path.split("/")
     if parts[0] == "extras":
-        return "frames" if path == PAIR_COUNT else parts[1]
+        if path == PAIR_COUNT or parts[1] == "counts":
+            return "frames"
+        return f"values/{parts[2]}" if parts[1] == "values" else parts[1]
     return parts[0]

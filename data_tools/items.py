@@ -7,7 +7,8 @@ Training reads shards (:meth:`ShardReader.read_range` blocks), inference starts 
 known); ``cell`` [1,3,3] (Angstrom); ``pbc`` bool[1,3]; ``fixed`` bool[n]; ``tags`` long[n]; ``natoms``, ``group``,
 ``frame_id`` long[1]; where present ``ref_energy`` float64[1] (eV), ``stress`` [1,6] (eV/Angstrom^3, Voigt),
 ``charge``/``spin``/``stage`` long[1], and the extras of a schema-2 file as ``atom_<name>`` [n, ...],
-``frame_<name>`` [1, ...], ``pair_index`` long[2, P] (atoms within the frame) and ``pair_<name>`` [P, ...].
+``frame_<name>`` [1, ...], ``pair_index`` long[2, P] (atoms within the frame), ``pair_<name>`` [P, ...] and
+``values_<name>`` [any length].
 Floating point fields (``pos``, ``forces``, ``cell``, ``stress``) are float32 from shards (as stored) and float64
 from ``Atoms``.
 """
@@ -28,7 +29,8 @@ _ATOM_MAP = {"numbers": ("z", np.int64), "positions": ("pos", None), "forces": (
 _FRAME_MAP = {"energy": ("energy", np.float64), "cell": ("cell", None), "pbc": ("pbc", np.bool_),
               "natoms": ("natoms", np.int64), "ref_energy": ("ref_energy", np.float64), "stress": ("stress", None),
               **{k: (k, np.int64) for k in ("group", "frame_id", "charge", "spin", "stage")}}
-_ATOM_PREFIX, _FRAME_PREFIX, _PAIR_PREFIX = ITEM_PREFIX["atoms"], ITEM_PREFIX["frames"], ITEM_PREFIX["pairs"]
+_ATOM_PREFIX, _FRAME_PREFIX, _PAIR_PREFIX, _VALUES_PREFIX = (ITEM_PREFIX[k] for k in ("atoms", "frames", "pairs",
+                                                                                      "values"))
 _PAIR_INDEX = _PAIR_PREFIX + "index"
 
 
@@ -44,8 +46,8 @@ def item_block(block: dict[str, np.ndarray], float_dtype: torch.dtype = torch.fl
     out: dict[str, Any] = {
         "atoms": {f: conv(block[k], dt) for k, (f, dt) in _ATOM_MAP.items() if k in block},
         "frames": {f: conv(block[k], dt) for k, (f, dt) in _FRAME_MAP.items() if k in block},
-        "pairs": {}, "offsets": block["offsets"].tolist(), "pair_offsets": None}
-    if len(block) > len(out["atoms"]) + len(out["frames"]) + 1:  # extras (and pair offsets) present
+        "pairs": {}, "offsets": block["offsets"].tolist(), "pair_offsets": None, "values": {}}
+    if len(block) > len(out["atoms"]) + len(out["frames"]) + 1:  # extras (and their offsets) present
         for key, arr in block.items():
             if key.startswith(_ATOM_PREFIX):
                 out["atoms"][key] = arr
@@ -53,6 +55,8 @@ def item_block(block: dict[str, np.ndarray], float_dtype: torch.dtype = torch.fl
                 out["frames"][key] = arr
             elif key.startswith(_PAIR_PREFIX) and key != "pair_offsets":
                 out["pairs"][key] = arr.astype(np.int64) if key == _PAIR_INDEX else arr
+            elif key.startswith(_VALUES_PREFIX):
+                out["values"][key] = (arr, block["offsets_" + key[len(_VALUES_PREFIX):]].tolist())
         if "pair_offsets" in block:
             out["pair_offsets"] = block["pair_offsets"].tolist()
     return out
@@ -72,6 +76,8 @@ def block_item(block: dict[str, Any], k: int, copy: bool) -> Data:
         p, q = block["pair_offsets"][k], block["pair_offsets"][k + 1]
         for f, x in block["pairs"].items():
             fields[f] = t(np.ascontiguousarray(x[p:q].T)) if f == _PAIR_INDEX else t(x[p:q].copy() if copy else x[p:q])
+    for f, (x, offsets) in block["values"].items():
+        fields[f] = t(x[offsets[k]:offsets[k + 1]].copy() if copy else x[offsets[k]:offsets[k + 1]])
     data = Data()
     data._store._mapping.update(fields)  # same result as Data(**fields), ~10x faster (no per-key __setattr__)
     return data

@@ -83,10 +83,18 @@ class ShardReader:
         np.cumsum(self.natoms, out=self.offsets[1:])
         self.pair_offsets: np.ndarray | None = None
         if has_pairs:
-            self.pair_offsets = np.zeros(self.n_frames + 1, np.int64)
-            np.cumsum(self._read(PAIR_COUNT, 0, self.n_frames).astype(np.int64), out=self.pair_offsets[1:])
-        rows = {"atoms": self.n_atoms, "frames": self.n_frames,
-                "pairs": int(self.pair_offsets[-1]) if has_pairs else 0}
+            self.pair_offsets = self._csr(PAIR_COUNT)
+        #: offsets [N+1] of every row kind that is not one row per frame (atoms, pairs, each values array)
+        self.row_offsets = {"atoms": self.offsets, "frames": np.arange(self.n_frames + 1)}
+        if has_pairs:
+            self.row_offsets["pairs"] = self.pair_offsets
+        for path in self.extras:
+            if path.startswith("extras/values/"):
+                name = path.rpartition("/")[2]
+                if f"extras/counts/{name}" not in self._arrays:
+                    raise DataError(f"{self.path}: /{path} has no /extras/counts/{name}")
+                self.row_offsets[f"values/{name}"] = self._csr(f"extras/counts/{name}")
+        rows = {kind: int(offsets[-1]) for kind, offsets in self.row_offsets.items()}
         for path, ds in self._arrays.items():
             if ds.shape[0] != rows[row_kind(path)]:
                 raise DataError(f"{self.path}: /{path} has {ds.shape[0]} rows, expected {rows[row_kind(path)]} "
@@ -94,7 +102,8 @@ class ShardReader:
         if self.offsets[-1] != self.n_atoms:
             raise DataError(f"{self.path}: sum of natoms {self.offsets[-1]} != n_atoms {self.n_atoms} (corrupt)")
         #: (path, block key, row kind) of every array read_range returns
-        self._layout = [(p, block_key(p), row_kind(p)) for p in self._arrays if p not in ("frames/natoms", PAIR_COUNT)]
+        self._layout = [(p, block_key(p), row_kind(p)) for p in self._arrays
+                        if p not in ("frames/natoms", PAIR_COUNT) and not p.startswith("extras/counts/")]
 
     # -- metadata -----------------------------------------------------------------------------------------
     @property
@@ -182,19 +191,20 @@ class ShardReader:
         kind = row_kind(path)
         if kind == "frames":
             return f"frames {lo}:{hi}"
-        offsets = self.offsets if kind == "atoms" else self.pair_offsets
+        offsets = self.row_offsets[kind]
         first = int(np.searchsorted(offsets, lo, side="right")) - 1
         last = int(np.searchsorted(offsets, hi, side="left"))
         return f"frames {first}:{last}"
 
+    def _csr(self, count_path: str) -> np.ndarray:
+        offsets = np.zeros(self.n_frames + 1, np.int64)
+        np.cumsum(self._read(count_path, 0, self.n_frames).astype(np.int64), out=offsets[1:])
+        return offsets
+
     def _rows(self, path: str, lo: int, hi: int) -> tuple[int, int]:
         """Rows of the array at ``path`` that belong to frames ``lo:hi``."""
-        kind = row_kind(path)
-        if kind == "atoms":
-            return int(self.offsets[lo]), int(self.offsets[hi])
-        if kind == "pairs":
-            return int(self.pair_offsets[lo]), int(self.pair_offsets[hi])
-        return lo, hi
+        offsets = self.row_offsets[row_kind(path)]
+        return int(offsets[lo]), int(offsets[hi])
 
     def raw_rows(self, lo: int, hi: int) -> dict[str, np.ndarray]:
         """Every stored array's rows for frames ``lo:hi`` exactly as stored, keyed by HDF5 path (for merging)."""
@@ -212,8 +222,7 @@ class ShardReader:
 
     def frame_columns(self) -> dict[str, np.ndarray]:
         """All per-frame arrays of the shard (for holding them in RAM), keyed as in :meth:`read_range`."""
-        return {block_key(p): self._read(p, 0, self.n_frames) for p in self._arrays
-                if row_kind(p) == "frames" and p not in ("frames/natoms", PAIR_COUNT)}
+        return {key: self._read(p, 0, self.n_frames) for p, key, kind in self._layout if kind == "frames"}
 
     def read_range(self, lo: int, hi: int, columns: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Frames ``lo:hi`` as numpy arrays keyed by :func:`~data_tools.format.block_key` (``positions``,
@@ -223,9 +232,7 @@ class ShardReader:
         if not 0 <= lo <= hi <= self.n_frames:
             raise IndexError(f"{self.path}: frame range {lo}:{hi} outside 0:{self.n_frames}")
         out: dict[str, np.ndarray] = {}
-        bounds = {"frames": (lo, hi), "atoms": (int(self.offsets[lo]), int(self.offsets[hi]))}
-        if self.pair_offsets is not None:
-            bounds["pairs"] = (int(self.pair_offsets[lo]), int(self.pair_offsets[hi]))
+        bounds = {kind: (int(o[lo]), int(o[hi])) for kind, o in self.row_offsets.items()}
         for path, key, kind in self._layout:
             if columns is not None and key in columns:
                 out[key] = columns[key][lo:hi].copy()  # items must not alias the cache
@@ -233,8 +240,10 @@ class ShardReader:
                 out[key] = self._read(path, *bounds[kind])
         out["natoms"] = self.natoms[lo:hi].copy()
         out["offsets"] = self.offsets[lo:hi + 1] - self.offsets[lo]
-        if self.pair_offsets is not None:
-            out["pair_offsets"] = self.pair_offsets[lo:hi + 1] - self.pair_offsets[lo]
+        for kind, offsets in self.row_offsets.items():
+            if kind == "pairs" or kind.startswith("values/"):
+                key = "pair_offsets" if kind == "pairs" else f"offsets_{kind[7:]}"
+                out[key] = offsets[lo:hi + 1] - offsets[lo]
         return out
 
     def verify_one(self, path: str, block_rows: int = 1 << 20) -> bool:

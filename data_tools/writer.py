@@ -23,11 +23,16 @@ import numpy as np
 from data_tools.format import (ATOM_CHUNK, ATOM_FIELDS, CHECKSUMS, ENERGY_CONVENTIONS, EXTRA_NAME, FORMAT_NAME,
                                FRAME_CHUNK,
                                FRAME_FIELDS, PAIR_CHUNK, PAIR_COUNT, PAIR_INDEX, RESERVED_EXTRA_NAMES, SCHEMA_VERSION,
-                               row_kind)
+                               VALUES_CHUNK, row_kind)
 from sciml.errors import DataError
 
 MAX_Z = 118
 _CHUNK = {"atoms": ATOM_CHUNK, "frames": FRAME_CHUNK, "pairs": PAIR_CHUNK}
+
+
+def _chunk_rows(path: str) -> int:
+    kind = row_kind(path)
+    return VALUES_CHUNK if kind.startswith("values/") else _CHUNK[kind]
 
 
 @dataclass
@@ -35,14 +40,16 @@ class Extras:
     """Model-specific arrays stored with a frame under ``/extras`` (schema 2), e.g. cached input features.
 
     ``atoms``: {name: [n, ...]}; ``frames``: {name: one value or array per frame}; ``pair_index`` [P, 2] the two atoms
-    of each pair (indices within the frame) with ``pairs``: {name: [P, ...]}. Names are lower-case identifiers; every
-    frame of a shard carries the same names, dtypes and trailing shapes. Units are the producer's to document.
+    of each pair (indices within the frame) with ``pairs``: {name: [P, ...]}; ``values``: {name: 1-D array of any
+    length} (e.g. a flattened Jacobian whose size depends on the frame). Names are lower-case identifiers; every frame
+    of a shard carries the same names, dtypes and trailing shapes. Units are the producer's to document.
     """
 
     atoms: dict[str, np.ndarray] = field(default_factory=dict)
     frames: dict[str, Any] = field(default_factory=dict)
     pair_index: np.ndarray | None = None
     pairs: dict[str, np.ndarray] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,7 +83,7 @@ def _validate_extras(extras: Extras, n: int) -> str | None:
     elif extras.pairs:
         return "extras pair arrays given without pair_index"
     for kind, arrays, rows in (("atoms", extras.atoms, n), ("frames", extras.frames, None),
-                               ("pairs", extras.pairs, n_pairs)):
+                               ("pairs", extras.pairs, n_pairs), ("values", extras.values, None)):
         for name, value in arrays.items():
             if not EXTRA_NAME.match(name) or name in RESERVED_EXTRA_NAMES[kind]:
                 return f"invalid extras name {kind}/{name!r} (lower-case identifier, not {RESERVED_EXTRA_NAMES[kind]})"
@@ -85,6 +92,8 @@ def _validate_extras(extras: Extras, n: int) -> str | None:
                 return f"extras {kind}/{name} must be numeric or boolean, got dtype {arr.dtype}"
             if rows is not None and (arr.ndim == 0 or arr.shape[0] != rows):
                 return f"extras {kind}/{name} has shape {arr.shape}, expected {rows} rows"
+            if kind == "values" and arr.ndim != 1:
+                return f"extras values/{name} must be 1-D, got shape {arr.shape}"
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                 return f"non-finite extras {kind}/{name}"
     return None
@@ -172,6 +181,9 @@ def _extras_arrays(extras: Extras) -> dict[str, np.ndarray]:
         out[PAIR_INDEX] = index
         out[PAIR_COUNT] = np.array([index.shape[0]], np.uint32)
         out.update({f"extras/pairs/{k}": stored(v) for k, v in extras.pairs.items()})
+    for k, v in extras.values.items():
+        out[f"extras/values/{k}"] = stored(v)
+        out[f"extras/counts/{k}"] = np.array([len(v)], np.uint32)
     return out
 
 
@@ -278,7 +290,7 @@ class AtomsWriter:
         for path in sorted(layout):
             dtype, shape = layout[path]
             ds = self._h5.create_dataset(path, shape=(0,) + shape, maxshape=(None,) + shape, dtype=dtype,
-                                         chunks=(_CHUNK[row_kind(path)],) + shape)
+                                         chunks=(_chunk_rows(path),) + shape)
             if _units(path):
                 ds.attrs["units"] = _units(path)
             self._buf[path] = []

@@ -38,7 +38,9 @@ def extras_for(atoms) -> Extras:
     d = atoms.get_all_distances()[pairs[:, 0], pairs[:, 1]]
     return Extras(atoms={"q": (atoms.numbers * 0.1).astype(np.float32)},
                   frames={"dipole": atoms.positions.mean(0)},
-                  pair_index=pairs, pairs={"dist": d.astype(np.float32), "close": d < 1.6})
+                  pair_index=pairs, pairs={"dist": d.astype(np.float32), "close": d < 1.6},
+                  values={"jac": np.arange(len(atoms) * (int(abs(atoms.positions[0, 0]) * 100) % 3 + 1),
+                                           dtype=np.float32)})  # a frame-dependent length
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,8 @@ def test_extras_round_trip_through_the_dataset(shard, acac_frames) -> None:
     with ShardReader(shard) as r:
         assert r.schema_version == 2 and r.verify() == []
         assert set(r.extras) == {"extras/atoms/q", "extras/frames/dipole", "extras/pairs/index",
-                                 "extras/pairs/count", "extras/pairs/dist", "extras/pairs/close"}
+                                 "extras/pairs/count", "extras/pairs/dist", "extras/pairs/close",
+                                 "extras/values/jac", "extras/counts/jac"}
     ds = AtomsDataset(shard)
     for k in (0, 3, 6):
         atoms, item = acac_frames[k], ds[k]
@@ -74,6 +77,7 @@ def test_extras_round_trip_through_the_dataset(shard, acac_frames) -> None:
         np.testing.assert_array_equal(item.pair_index.numpy(), ref.pair_index.T)
         np.testing.assert_array_equal(item.pair_dist.numpy(), ref.pairs["dist"])
         np.testing.assert_array_equal(item.pair_close.numpy().astype(bool), ref.pairs["close"])
+        np.testing.assert_array_equal(item.values_jac.numpy(), ref.values["jac"])
     # the block path (__getitems__) gives the same items as the single-frame path
     for a, b in zip(ds.__getitems__([6, 0, 3]), [ds[6], ds[0], ds[3]]):
         assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a.keys())
@@ -133,7 +137,7 @@ def test_schema_1_files_still_read_and_newer_ones_are_refused(tmp_path, acac_fra
 def test_atoms_and_shard_frames_become_the_same_item(shard, acac_frames) -> None:
     from_shard = AtomsDataset(shard)[4]
     from_atoms = atoms_to_item(acac_frames[4])
-    core = set(from_shard.keys()) - {"atom_q", "frame_dipole", "pair_index", "pair_dist", "pair_close"}
+    core = set(from_shard.keys()) - {"atom_q", "frame_dipole", "pair_index", "pair_dist", "pair_close", "values_jac"}
     assert set(from_atoms.keys()) == core
     for key in core:
         a, b = from_atoms[key], from_shard[key]
