@@ -14,6 +14,7 @@ from sciml.errors import ConfigError
 #: model name -> "module:Class"
 ENERGY_MODELS: dict[str, str] = {
     "tdn": "models.tdn_potential:TDNPotential",
+    "orbnet": "models.orbnet_potential:OrbNetPotential",
 }
 
 

@@ -76,7 +76,7 @@ def test_unknown_model_and_bad_values_are_refused_before_any_data_is_read(tmp_pa
     base = ["train", "examples/pretrained/acac-tdn.yaml", "--set", f"data.cache_dir={cache}",
             "--set", f"output.dir={tmp_path / 'run'}"]
     for override, message in (("model.tensor_product=foo", "model.tensor_product must be one of cp, cg, got 'foo'"),
-                              ("model.name=mace", "unknown model.name 'mace'; registered models: tdn"),
+                              ("model.name=mace", "unknown model.name 'mace'; registered models: orbnet, tdn"),
                               ("data.split_by=trajectory", "data.split_by must be one of frame, group"),
                               ("model.channels=0", "model.channels must be an integer >= 1")):
         assert main([*base, "--set", override]) == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -115,6 +116,21 @@ class EnergyModel(nn.Module):
         from data_tools.neighbors import NeighborList
 
         return NeighborList(cfg["cutoff"], neighbors)
+
+    @classmethod
+    def prepare_files(cls, files: list[str], cfg: dict[str, Any], cache_dir: str | None, progress: bool) -> list[str]:
+        """HDF5 shards the model trains on, made from the ``files`` of a training config (``cfg``: its ``model``
+        keys); models that precompute inputs (e.g. an xTB feature cache) return their cached copies."""
+        return files
+
+    def baseline(self, frames: Sequence[Any]) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        """Energies [frames] (eV) and forces (eV/Angstrom) the model adds from a physical baseline and does not
+        learn, for fitting the statistics to what remains (None: no baseline)."""
+        return None
+
+    def feature_statistics(self, frames: Sequence[Any]) -> dict[str, Any]:
+        """Model-specific statistics of the training frames, passed on to :meth:`set_statistics`."""
+        return {}
 
     def memory_per_edge(self) -> int:
         """Estimated peak bytes per neighbour pair of an energy + force evaluation (for memory budgets)."""

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "tdn": "sciml.cli.tdn",
     "train": "sciml.cli.train",
     "wrf": "sciml.cli.wrf",
+    "xtb": "sciml.cli.xtb",
 }
 
 

@@ -3,6 +3,7 @@ and the mean neighbour count."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,8 @@ import torch
 from sciml.errors import DataError
 
 
-def _frames(dataset: torch.utils.data.Dataset, max_frames: int, seed: int) -> list[Any]:
+def sample_frames(dataset: torch.utils.data.Dataset, max_frames: int, seed: int) -> list[Any]:
+    """Up to ``max_frames`` random frames of ``dataset`` (all of them when it is smaller), read in blocks."""
     n = len(dataset)  # type: ignore[arg-type]
     idx = np.arange(n) if n <= max_frames else np.sort(np.random.default_rng(seed).choice(n, max_frames, replace=False))
     getitems = getattr(dataset, "__getitems__", None)
@@ -35,9 +37,10 @@ def reference_energies(numbers: list[np.ndarray], energies: np.ndarray) -> dict[
     return {z: float(e0[col[z]]) for z in elements}
 
 
-def fit_statistics(dataset: torch.utils.data.Dataset, cutoff: float, max_frames: int = 10000,
-                   seed: int = 0) -> dict[str, Any]:
-    """Statistics over (up to ``max_frames`` random frames of) a training set.
+def fit_statistics(frames: Sequence[Any], cutoff: float,
+                   baseline: tuple[np.ndarray, Sequence[np.ndarray]] | None = None) -> dict[str, Any]:
+    """Statistics of training ``frames`` (see :func:`sample_frames`), after subtracting a model's physical
+    ``baseline`` (energies [frames] eV, forces eV/Angstrom) where it has one.
 
     Returns ``elements`` (sorted Z), ``atomic_energies`` {Z: eV}, ``shift`` (mean per-atom energy left after E0, eV),
     ``scale`` (RMS force component, eV/Angstrom, or the per-atom residual std for energy-only data; used as the
@@ -45,15 +48,18 @@ def fit_statistics(dataset: torch.utils.data.Dataset, cutoff: float, max_frames:
     """
     from data_tools.neighbors import radius_graph
 
-    frames = _frames(dataset, max_frames, seed)
     if not frames:
         raise DataError("the training set is empty: cannot fit reference energies")
     numbers = [f.z.numpy() for f in frames]
     energies = np.array([float(f.energy.reshape(-1)[0]) for f in frames])
+    forces = [f.forces.double().numpy() for f in frames if getattr(f, "forces", None) is not None]
+    if baseline is not None:
+        energies = energies - baseline[0]
+        if len(forces) == len(frames):
+            forces = [f - b for f, b in zip(forces, baseline[1])]
     e0 = reference_energies(numbers, energies)
     natoms = np.array([len(z) for z in numbers])
     residual = (energies - np.array([sum(e0[int(z)] for z in zs) for zs in numbers])) / natoms
-    forces = [f.forces.double().numpy() for f in frames if getattr(f, "forces", None) is not None]
     scale = float(np.sqrt(np.mean(np.concatenate(forces) ** 2))) if forces else float(residual.std())
     neighbours = 0
     for f in frames[:1000]:

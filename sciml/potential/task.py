@@ -104,16 +104,22 @@ class PotentialTask(Task):
     def datasets(self) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset | None]:
         from data_tools.dataset import AtomsDataset
         from data_tools.splits import split_frames
+        from models.registry import energy_model_class
 
         d = self.data_cfg
-        train_files = as_hdf5(d["train"], d["cache_dir"])
+        prepare = energy_model_class(self.model_cfg["name"]).prepare_files
+
+        def files(paths: Any) -> list[str]:
+            return prepare(as_hdf5(paths, d["cache_dir"]), model_kwargs(self.model_cfg), d["cache_dir"] or None, True)
+
+        train_files = files(d["train"])
         full = AtomsDataset(train_files)
         n_val = 0 if d["val"] else d["n_val"]
         split = split_frames(full.groups, {"train": d["n_train"], "val": n_val}, d["split_seed"], d["split_by"])
         train_idx, val_idx = split["train"], split["val"]
         train = AtomsDataset(train_files, indices=train_idx)
         if d["val"]:
-            return train, AtomsDataset(as_hdf5(d["val"], d["cache_dir"]))
+            return train, AtomsDataset(files(d["val"]))
         return train, AtomsDataset(train_files, indices=val_idx) if len(val_idx) else None
 
     def batch_sampler(self, dataset: torch.utils.data.Dataset, *, train: bool, seed: int, rank: int,
@@ -129,7 +135,7 @@ class PotentialTask(Task):
         return self.inputs(items)
 
     def build_model(self, train_dataset: torch.utils.data.Dataset | None) -> nn.Module:
-        from sciml.potential.statistics import fit_statistics
+        from sciml.potential.statistics import fit_statistics, sample_frames
 
         model = build_potential(self.model_cfg)
         if train_dataset is None:  # weights come from a checkpoint
@@ -137,8 +143,10 @@ class PotentialTask(Task):
         if self.model_cfg["init_from"]:
             init_weights(model, self.model_cfg["init_from"])
         else:
-            model.model.set_statistics(**fit_statistics(train_dataset, model.cutoff, self.data_cfg["stats_frames"],
-                                                        self.data_cfg["split_seed"]))
+            net = model.model
+            frames = sample_frames(train_dataset, self.data_cfg["stats_frames"], self.data_cfg["split_seed"])
+            net.set_statistics(**fit_statistics(frames, net.cutoff, net.baseline(frames)),
+                               **net.feature_statistics(frames))
         return model
 
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
