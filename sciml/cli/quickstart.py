@@ -16,6 +16,7 @@ STEPS: list[str] = [
     "sciml.cli.data:quickstart_step",
     "sciml.cli.tdn:quickstart_step",
     "sciml.potential.quickstart:quickstart_step",
+    "sciml.xtb.quickstart:quickstart_step",
     "sciml.cli.wrf_extract:quickstart_step",
     "sciml.mskf.quickstart:quickstart_step",
 ]

@@ -110,6 +110,8 @@ class DxtbGFN1:
         except Exception as exc:  # noqa: BLE001 - dxtb raises RuntimeError/ValueError subclasses for SCF failures
             raise XTBError(f"{where}: dxtb GFN1-xTB failed (charge {charge}, {uhf} unpaired electrons): "
                            f"{type(exc).__name__}: {exc}") from None
+        finally:
+            calc.reset()  # drop results cached from this geometry: a later call must not reuse their autograd graph
         ih = calc.ihelp
         return GFN1Result(energy=res.total.sum() * Hartree, overlap=res.integrals.overlap,
                           hcore=res.integrals.hcore, density=res.density, fock=res.hamiltonian,
