@@ -235,3 +235,25 @@ def test_train_eval_and_relax_an_orbnet_model(tmp_path) -> None:
     atoms = ase.io.read(str(tmp_path / "r.xyz"))
     atoms.calc = OrbNetCalculator.from_checkpoint(ckpt)
     assert np.isfinite(atoms.get_forces()).all()
+
+
+@pytest.mark.parametrize("policy, calls", [("first", 1), ("every", 3)])
+def test_calculator_checks_tblite_per_composition_or_every_step(monkeypatch, policy, calls) -> None:
+    import sciml.xtb.backend as backend
+    from sciml.calculators import OrbNetCalculator
+
+    seen = []
+    real = backend.tblite_gfn1
+    monkeypatch.setattr(backend, "tblite_gfn1", lambda *a, **k: seen.append(1) or real(*a, **k))
+    water = molecule("H2O")
+    water.calc = OrbNetCalculator(small_model(), tblite_check=policy)
+    for step in range(3):
+        water.positions[0, 0] += 0.01
+        water.get_forces()
+    assert len(seen) == calls
+    # a disagreement is found on the first structure of a composition under either policy
+    monkeypatch.setattr(backend, "tblite_gfn1", lambda *a, **k: (real(*a, **k)[0] + 1.0, None))
+    methanol = molecule("CH3OH")
+    methanol.calc = OrbNetCalculator(small_model(), tblite_check=policy)
+    with pytest.raises(XTBError, match="energies differ"):
+        methanol.get_potential_energy()
