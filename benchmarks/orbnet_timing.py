@@ -4,9 +4,11 @@ the network, beside tblite's own GFN1-xTB energy + gradient. One CPU thread. Usa
     OMP_NUM_THREADS=1 python benchmarks/orbnet_timing.py [--checkpoint CKPT] [--repeats 5] [--out J]
 
 Molecules: acetylacetone (15 atoms) and 3BPA (27) from examples/data, n-hexadecane (50, relaxed with tblite).
-Times: median of the repeats after one warm-up call. ``xtb`` = dxtb single point with the orbital matrices and the
-backward pass of its energy, plus the tblite cross-check; ``network`` = the rest of a calculator call (features,
-network forward and backward through the features).
+Times: median of the repeats after one warm-up call. ``dxtb`` = dxtb single point with the orbital matrices and the
+backward pass of its energy; ``tblite_check`` = the tblite single point that cross-checks it (paid on every call
+with ``tblite_check="every"``, once per composition with the calculator's default ``"first"``); ``network`` = the
+rest of a calculator call (features, network forward and backward through the features); ``total`` = a whole
+``OrbNetCalculator`` call with the default policy.
 """
 
 from __future__ import annotations
@@ -69,7 +71,10 @@ def main() -> int:
     from sciml.calculators import OrbNetCalculator
     from sciml.xtb.backend import DxtbGFN1, tblite_gfn1
 
-    calc = OrbNetCalculator.from_checkpoint(args.checkpoint)
+    calc = OrbNetCalculator.from_checkpoint(args.checkpoint)  # tblite_check="first"
+    # 3BPA has nitrogen, which the acetylacetone model never saw: for timing only, the trained weights are used
+    # with N admitted (E0(N) = 0); the cost of a call does not depend on the element's values
+    calc.model.model.known[7] = True
     xtb = DxtbGFN1()
     molecules = {"acetylacetone": ase.io.read(str(REPO / "examples/data/acac/train_300K.xyz"), 0),
                  "3BPA": ase.io.read(str(REPO / "examples/data/3bpa/train_300K_first40.xyz"), 0),
@@ -81,20 +86,24 @@ def main() -> int:
             c.set("verbosity", 0)
             c.singlepoint()
 
-        def xtb_call() -> None:
+        def dxtb_call() -> None:
             pos = torch.tensor(atoms.positions, requires_grad=True)
             res = xtb.singlepoint(torch.as_tensor(atoms.numbers), pos)
             _ = (res.overlap, res.hcore, res.density, res.fock)
             torch.autograd.grad(res.energy, pos)
+
+        def check_call() -> None:
             tblite_gfn1(atoms.numbers, atoms.positions)
 
         def full_call() -> None:
             calc.predict([atoms])
 
-        t_tblite, t_xtb, t_full = (median_time(f, args.repeats) for f in (tblite_call, xtb_call, full_call))
-        rows.append({"molecule": name, "atoms": len(atoms), "tblite_ms": 1e3 * t_tblite, "xtb_ms": 1e3 * t_xtb,
-                     "network_ms": 1e3 * (t_full - t_xtb), "total_ms": 1e3 * t_full,
-                     "total_over_tblite": t_full / t_tblite})
+        t_tblite, t_dxtb, t_check, t_full = (median_time(f, args.repeats)
+                                             for f in (tblite_call, dxtb_call, check_call, full_call))
+        rows.append({"molecule": name, "atoms": len(atoms), "tblite_ms": 1e3 * t_tblite, "dxtb_ms": 1e3 * t_dxtb,
+                     "tblite_check_ms": 1e3 * t_check, "network_ms": 1e3 * (t_full - t_dxtb),
+                     "total_ms": 1e3 * t_full, "total_over_tblite": t_full / t_tblite,
+                     "total_every_check_over_tblite": (t_full + t_check) / t_tblite})
         print(json.dumps(rows[-1]), flush=True)
     if args.out:
         args.out.write_text(json.dumps({"threads": 1, "rows": rows}, indent=1) + "\n")
