@@ -107,6 +107,9 @@ class OrbNetPotential(EnergyModel):
         #: when dxtb's energy is checked against tblite's: "every" structure, or the "first" of each composition,
         #: charge and spin (the known dxtb errors depend on the elements; a check costs one tblite single point)
         self.tblite_check = "every"
+        #: dxtb integral driver of the uncached path (sciml.xtb.backend.INTEGRAL_DRIVERS); "dxtb" differentiates to
+        #: any order (force training), the calculator uses "libcint" where installed
+        self.integrals = "dxtb"
         self._checked: set[tuple[Any, ...]] = set()
 
     @classmethod
@@ -199,8 +202,8 @@ class OrbNetPotential(EnergyModel):
         from sciml.xtb.backend import DxtbGFN1, check_agreement, tblite_gfn1
         from sciml.xtb.features import orbital_features
 
-        if self._xtb is None:
-            self._xtb = DxtbGFN1()
+        if self._xtb is None or self._xtb.integrals != self.integrals:
+            self._xtb = DxtbGFN1(integrals=self.integrals)
         a0, a1 = int(data.ptr[k]), int(data.ptr[k + 1])
         z = data.z[a0:a1]
         charge = int(data.charge[k]) if "charge" in data else 0

@@ -3,6 +3,7 @@ Needs the ``orbnet`` extra (dxtb, tblite); skipped without it."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import ase.io
@@ -257,3 +258,19 @@ def test_calculator_checks_tblite_per_composition_or_every_step(monkeypatch, pol
     methanol.calc = OrbNetCalculator(small_model(), tblite_check=policy)
     with pytest.raises(XTBError, match="energies differ"):
         methanol.get_potential_energy()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tad_libcint") is None, reason="needs tad-libcint (dxtb[libcint])")
+def test_libcint_and_dxtb_integrals_give_the_same_energy_and_forces() -> None:
+    from sciml.calculators import OrbNetCalculator
+
+    atoms = ase.io.read(str(ACAC), 0)
+    results = {}
+    for driver in ("dxtb", "libcint"):
+        calc = OrbNetCalculator(small_model(), integrals=driver)
+        results[driver] = calc.predict([atoms])[0]
+        assert calc.model.model._xtb.integrals == driver
+    assert abs(results["dxtb"]["energy"] - results["libcint"]["energy"]) < 1e-7
+    np.testing.assert_allclose(results["dxtb"]["forces"], results["libcint"]["forces"], atol=1e-6)
+    with pytest.raises(DataError, match="integrals must be"):
+        OrbNetCalculator(small_model(), integrals="cuda")

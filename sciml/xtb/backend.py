@@ -75,12 +75,31 @@ def check_structure(numbers: Sequence[int], positions: np.ndarray, where: str) -
                            f"{MIN_DISTANCE} Angstrom)")
 
 
-class DxtbGFN1:
-    """dxtb GFN1-xTB calculators, one per composition (kept in a small LRU cache: setting one up costs ~0.1 s)."""
+#: dxtb's integral drivers: its own torch code (differentiable to any order; needed for force training and the
+#: feature cache) or libcint (tad-libcint, about 2x faster for a single point with forces; first derivatives)
+INTEGRAL_DRIVERS = ("dxtb", "libcint")
 
-    def __init__(self, cache_size: int = 16):
+
+def fastest_integrals() -> str:
+    """``"libcint"`` where tad-libcint is installed (the orbnet extra installs it), else ``"dxtb"``."""
+    import importlib.util
+
+    return "libcint" if importlib.util.find_spec("tad_libcint") else "dxtb"
+
+
+class DxtbGFN1:
+    """dxtb GFN1-xTB calculators, one per composition (kept in a small LRU cache: setting one up costs ~0.1 s).
+
+    ``integrals``: one of :data:`INTEGRAL_DRIVERS`. Both give the same features and gradients (measured on
+    n-hexadecane: energies 4e-9 eV, features 2e-10, gradients 2e-9 eV/Angstrom apart, the SCF tolerance); shell
+    blocks are compared by traces, so libcint's different p-orbital order does not matter."""
+
+    def __init__(self, cache_size: int = 16, integrals: str = "dxtb"):
+        if integrals not in INTEGRAL_DRIVERS:
+            raise ValueError(f"integrals must be one of {INTEGRAL_DRIVERS}, got {integrals!r}")
         self._calculators: OrderedDict[tuple[int, ...], object] = OrderedDict()
         self.cache_size = cache_size
+        self.integrals = integrals
 
     def _calculator(self, numbers: torch.Tensor) -> object:
         import dxtb
@@ -88,7 +107,7 @@ class DxtbGFN1:
         key = tuple(int(z) for z in numbers)
         calc = self._calculators.get(key)
         if calc is None:
-            opts = {"verbosity": 0, "int_driver": "dxtb", "f_atol": SCF_TOLERANCE, "x_atol": SCF_TOLERANCE,
+            opts = {"verbosity": 0, "int_driver": self.integrals, "f_atol": SCF_TOLERANCE, "x_atol": SCF_TOLERANCE,
                     "force_convergence": True, "maxiter": 300}
             calc = self._calculators[key] = dxtb.Calculator(numbers.cpu(), dxtb.GFN1_XTB, opts=opts,
                                                             dtype=torch.float64)
