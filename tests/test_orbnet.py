@@ -272,5 +272,12 @@ def test_libcint_and_dxtb_integrals_give_the_same_energy_and_forces() -> None:
         assert calc.model.model._xtb.integrals == driver
     assert abs(results["dxtb"]["energy"] - results["libcint"]["energy"]) < 1e-7
     np.testing.assert_allclose(results["dxtb"]["forces"], results["libcint"]["forces"], atol=1e-6)
+    # libcint orders p orbitals differently; the block traces do not see it: invariant energy, rotated forces
+    rot = Rotation.random(random_state=3).as_matrix()
+    turned = atoms.copy()
+    turned.positions = atoms.positions @ rot.T + [0.3, -1.2, 2.0]
+    res = OrbNetCalculator(small_model(), integrals="libcint").predict([turned])[0]
+    assert abs(res["energy"] - results["libcint"]["energy"]) < 1e-8
+    np.testing.assert_allclose(res["forces"], results["libcint"]["forces"] @ rot.T, atol=1e-7)
     with pytest.raises(DataError, match="integrals must be"):
         OrbNetCalculator(small_model(), integrals="cuda")
