@@ -107,9 +107,9 @@ class OrbNetPotential(EnergyModel):
         #: when dxtb's energy is checked against tblite's: "every" structure, or the "first" of each composition,
         #: charge and spin (the known dxtb errors depend on the elements; a check costs one tblite single point)
         self.tblite_check = "every"
-        #: dxtb integral driver of the uncached path (sciml.xtb.backend.INTEGRAL_DRIVERS); "dxtb" differentiates to
-        #: any order (force training), the calculator uses "libcint" where installed
-        self.integrals = "dxtb"
+        #: dxtb integral driver of the uncached path: one of sciml.xtb.backend.INTEGRAL_DRIVERS, or "auto": dxtb's
+        #: own (differentiable to any order) in training mode, libcint where installed otherwise (about 2x faster)
+        self.integrals = "auto"
         self._checked: set[tuple[Any, ...]] = set()
 
     @classmethod
@@ -199,11 +199,12 @@ class OrbNetPotential(EnergyModel):
         return energy.reshape(1), node, data.pair_index[:, p0:p1] - a0, edge
 
     def _xtb_inputs(self, data: Any, k: int, pos: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        from sciml.xtb.backend import DxtbGFN1, check_agreement, tblite_gfn1
+        from sciml.xtb.backend import DxtbGFN1, check_agreement, fastest_integrals, tblite_gfn1
         from sciml.xtb.features import orbital_features
 
-        if self._xtb is None or self._xtb.integrals != self.integrals:
-            self._xtb = DxtbGFN1(integrals=self.integrals)
+        driver = self.integrals if self.integrals != "auto" else "dxtb" if self.training else fastest_integrals()
+        if self._xtb is None or self._xtb.integrals != driver:
+            self._xtb = DxtbGFN1(integrals=driver)
         a0, a1 = int(data.ptr[k]), int(data.ptr[k + 1])
         z = data.z[a0:a1]
         charge = int(data.charge[k]) if "charge" in data else 0

@@ -122,6 +122,7 @@ def test_cached_features_give_the_same_energies_and_forces(tmp_path) -> None:
     cache = cached_features(h5, model.cutoff, tmp_path / "cache", progress=False)
     assert cached_features(h5, model.cutoff, tmp_path / "cache", progress=False) == cache  # reused
     inputs = ModelInputs(model.model.featurizer())
+    model.model.integrals = "dxtb"  # the driver the cache is built with (libcint differs by ~1e-9 eV)
     cached = model(inputs(AtomsDataset(cache).__getitems__([0, 1, 2])))
     direct = model(inputs(AtomsDataset(h5).__getitems__([0, 1, 2])))  # the same float32 geometries, through dxtb
     torch.testing.assert_close(cached["energy"], direct["energy"], atol=1e-9, rtol=0)
@@ -281,3 +282,10 @@ def test_libcint_and_dxtb_integrals_give_the_same_energy_and_forces() -> None:
     np.testing.assert_allclose(res["forces"], results["libcint"]["forces"] @ rot.T, atol=1e-7)
     with pytest.raises(DataError, match="integrals must be"):
         OrbNetCalculator(small_model(), integrals="cuda")
+    # "auto" (the model's default): libcint for inference, dxtb's own integrals in training mode (double backward)
+    model = small_model()
+    inputs = ModelInputs(model.model.featurizer())
+    for training, driver in ((False, "libcint"), (True, "dxtb")):
+        model.train(training)
+        model(inputs([atoms_to_item(atoms)]))
+        assert model.model._xtb.integrals == driver

@@ -30,7 +30,7 @@ class OrbNetCalculator(MLIPCalculator):
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float64",
                  charge: int = 0, multiplicity: int = 1, tblite_check: str = "first", integrals: str = "auto",
                  **kwargs: Any):
-        from sciml.xtb.backend import INTEGRAL_DRIVERS, fastest_integrals
+        from sciml.xtb.backend import INTEGRAL_DRIVERS
 
         super().__init__(model, device=device, dtype=dtype, **kwargs)
         if self.model.model.name != "orbnet":
@@ -43,7 +43,7 @@ class OrbNetCalculator(MLIPCalculator):
         if int(multiplicity) < 1:
             raise DataError(f"multiplicity must be >= 1, got {multiplicity}")
         self.model.model.tblite_check = tblite_check
-        self.model.model.integrals = fastest_integrals() if integrals == "auto" else integrals
+        self.model.model.integrals = integrals
         self.charge, self.multiplicity = int(charge), int(multiplicity)
 
     @classmethod
