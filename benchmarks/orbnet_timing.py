@@ -5,10 +5,10 @@ the network, beside tblite's own GFN1-xTB energy + gradient. One CPU thread. Usa
 
 Molecules: acetylacetone (15 atoms) and 3BPA (27) from examples/data, n-hexadecane (50, relaxed with tblite).
 Times: median of the repeats after one warm-up call. ``dxtb`` = dxtb single point with the orbital matrices and the
-backward pass of its energy (with the calculator's integral driver: libcint where installed); ``tblite_check`` = the tblite single point that cross-checks it (paid on every call
-with ``tblite_check="every"``, once per composition with the calculator's default ``"first"``); ``network`` = the
-rest of a calculator call (features, network forward and backward through the features); ``total`` = a whole
-``OrbNetCalculator`` call with the default policy.
+backward pass of its energy (with the calculator's integral driver: libcint where installed); ``tblite_check`` = the
+tblite single point that cross-checks it (paid on every call with ``tblite_check="every"``, once per composition
+with the calculator's default ``"first"``); ``network`` = the rest of a calculator call (features, network forward
+and backward through the features); ``total`` = a whole ``OrbNetCalculator`` call with the default policy.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ implementation used to check every structure). Units in and out: positions Angst
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -80,8 +81,10 @@ def check_structure(numbers: Sequence[int], positions: np.ndarray, where: str) -
 INTEGRAL_DRIVERS = ("dxtb", "libcint")
 
 
+@functools.cache
 def fastest_integrals() -> str:
-    """``"libcint"`` where tad-libcint is installed (the orbnet extra installs it), else ``"dxtb"``."""
+    """``"libcint"`` where tad-libcint is installed (the orbnet extra installs it), else ``"dxtb"`` (looked up once:
+    the uncached model path asks for every structure)."""
     import importlib.util
 
     return "libcint" if importlib.util.find_spec("tad_libcint") else "dxtb"
